@@ -1,0 +1,32 @@
+# qemu-gmem: a QEMU fork branch for confidential-VM memory, built as an
+# overlay on a pinned upstream release. See README.md.
+#
+#   make run     build what is missing, boot the test guest, print a report
+#   make check   unit and functional tests; ends with "N passed, N failed"
+#   make build   just build qemu-system-x86_64 (and the test guest)
+
+CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
+export QEMU_GMEM_CACHE := $(CACHE)
+GUEST := $(CACHE)/guest/gmem-guest.elf
+
+all: build
+
+# apt runs again only when the install scripts change.
+DEPS_STAMP := $(CACHE)/deps.stamp
+$(DEPS_STAMP): build-aux/install-deps.sh build-aux/apt-setup.sh
+	@build-aux/install-deps.sh
+	@mkdir -p $(CACHE) && touch $@
+
+deps: $(DEPS_STAMP)
+
+build: deps
+	@build-aux/build.sh
+	@$(MAKE) --no-print-directory -s -C tests/guest O=$(CACHE)/guest
+
+run: build
+	@build-aux/run-demo.py
+
+check: build
+	@build-aux/check.sh
+
+.PHONY: all deps build run check

@@ -1,0 +1,72 @@
+#!/bin/sh
+# Make the Debian suites this project needs reachable through apt:
+# bookworm-backports (meson >= 1.5), trixie and sid (binaries and deb-src for
+# the pinned qemu source). The mirror is the one this machine's own apt
+# configuration already uses for its main Debian suite; no host name is
+# written anywhere in the repository.
+set -eu
+
+list=/etc/apt/sources.list.d/qemu-gmem-extra.sources
+stamp=/var/lib/apt/qemu-gmem-extra.updated
+
+debian_mirror() {
+    # deb822 files first, then one-line format.
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] && [ "$f" != "$list" ] || continue
+        awk '
+            /^[[:space:]]*$/ { if (uri != "" && suite ~ /(^| )(bookworm|trixie|sid)( |$)/) { print uri; exit } uri = ""; suite = ""; next }
+            /^URIs:/ { uri = $2 }
+            /^Suites:/ { $1 = ""; suite = $0 }
+            END { if (uri != "" && suite ~ /(^| )(bookworm|trixie|sid)( |$)/) print uri }
+        ' "$f"
+    done | head -n 1 | grep . && return 0
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1 == "deb" && $3 ~ /^(bookworm|trixie|sid)$/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }' |
+        head -n 1 | grep .
+}
+
+if [ ! -e "$list" ]; then
+    mirror=$(debian_mirror) || {
+        echo "apt-setup: no Debian mirror found in this machine's apt configuration" >&2
+        exit 1
+    }
+    key=/usr/share/keyrings/debian-archive-keyring.gpg
+    cat > "$list.tmp" <<EOT
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: $key
+
+Types: deb deb-src
+URIs: $mirror
+Suites: sid
+Components: main
+Signed-By: $key
+
+Types: deb-src
+URIs: $mirror
+Suites: trixie bookworm
+Components: main
+Signed-By: $key
+EOT
+    # Never let trixie/sid replace bookworm's own packages: only what we ask
+    # for by suite comes from them.
+    cat > /etc/apt/preferences.d/qemu-gmem-extra <<EOT
+Package: *
+Pin: release n=sid
+Pin-Priority: 100
+
+Package: *
+Pin: release n=bookworm-backports
+Pin-Priority: 100
+EOT
+    mv "$list.tmp" "$list"
+    rm -f "$stamp"
+fi
+
+# One apt-get update per day is enough for a build that pins its versions.
+if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
+    apt-get update -qq
+    touch "$stamp"
+fi

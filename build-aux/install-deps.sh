@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install, from Debian's packages, what building and testing this branch
+# needs. Safe to rerun: apt does nothing when everything is present.
+set -eu
+here=$(dirname "$0")
+"$here/apt-setup.sh"
+
+export DEBIAN_FRONTEND=noninteractive
+apt_install() {
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# QEMU build: toolchain, meson >= 1.5 (bookworm-backports), pycotap for the
+# configure step, and the libraries a KVM x86 system emulator with virtfs,
+# slirp and the test devices wants.
+apt_install build-essential ninja-build pkg-config ccache rsync xz-utils \
+    dpkg-dev patch python3 python3-venv python3-setuptools python3-numpy \
+    libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev libslirp-dev \
+    libcap-ng-dev libattr1-dev libaio-dev libnuma-dev \
+    flex bison
+apt_install meson/bookworm-backports python3-pycotap/bookworm-backports
+
+# Firmware that the +ds source tarball does not ship (SeaBIOS, option ROMs
+# such as pvh.bin and linuxboot_dma.bin), from Debian's packages.
+apt_install seabios qemu-system-data/bookworm-backports
+
+# Functional tests speak QMP through upstream's python/qemu package, which
+# the assembled tree provides; they need nothing else from outside.

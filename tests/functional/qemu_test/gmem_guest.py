@@ -1,0 +1,146 @@
+# Host side of the gmem test guest (tests/guest): how to boot it, read its
+# debugcon protocol, and check its RAM patterns through QMP.
+#
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import time
+
+# isa-debug-exit turns the guest's exit code c into QEMU status (c << 1) | 1.
+EXIT_PASSED = 1
+EXIT_FAILED = 3
+EXIT_GUEST_ERROR = 5
+
+PATTERN_SEED_BASE = 0x9e3779b97f4a7c15
+
+
+def guest_kernel():
+    """Path of the built test guest, or None when it was not built."""
+    path = os.environ.get('QEMU_GMEM_TEST_GUEST')
+    if path and os.path.exists(path):
+        return path
+    return None
+
+
+def guest_args(kernel, debugcon_path, command_line):
+    """QEMU arguments that boot the test guest with its two ports."""
+    return ['-kernel', kernel, '-append', command_line,
+            '-debugcon', 'file:' + debugcon_path,
+            '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
+            '-no-reboot', '-display', 'none', '-vga', 'none',
+            '-nodefaults']
+
+
+def pattern_seed(seed_arg=0):
+    return PATTERN_SEED_BASE ^ seed_arg
+
+
+def parse_fields(text):
+    """'a=1 ranges=0x1-0x2,0x3-0x4' -> {'a': '1', 'ranges': '...'}"""
+    fields = {}
+    for word in text.split():
+        key, sep, value = word.partition('=')
+        if sep:
+            fields[key] = value
+    return fields
+
+
+def parse_ranges(text):
+    ranges = []
+    for item in text.split(','):
+        start, end = item.split('-')
+        ranges.append((int(start, 0), int(end, 0)))
+    return ranges
+
+
+class GuestLog:
+    """Incremental reader of the guest's debugcon output file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lines = []
+        self._offset = 0
+        self._partial = b''
+
+    def poll(self):
+        try:
+            with open(self.path, 'rb') as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        data = self._partial + data
+        *complete, self._partial = data.split(b'\n')
+        new = [line.decode('utf-8', 'replace') for line in complete]
+        self.lines.extend(new)
+        return new
+
+    def wait_for(self, prefix, vm, timeout=60):
+        """Return the first new line that starts with prefix."""
+        deadline = time.monotonic() + timeout
+        seen = len(self.lines)
+        while True:
+            self.poll()
+            for line in self.lines[seen:]:
+                if line.startswith(prefix):
+                    return line
+            seen = len(self.lines)
+            if not vm.is_running():
+                self.poll()
+                for line in self.lines[seen:]:
+                    if line.startswith(prefix):
+                        return line
+                raise AssertionError('guest exited before "%s"; output:\n%s'
+                                     % (prefix, '\n'.join(self.lines)))
+            if time.monotonic() > deadline:
+                raise AssertionError('no "%s" from the guest in %ds; output:\n%s'
+                                     % (prefix, timeout, '\n'.join(self.lines)))
+            time.sleep(0.02)
+
+    def results(self):
+        """{test name: (PASS|FAIL|SKIP, reason)} from gmem-test lines."""
+        results = {}
+        for line in self.lines:
+            if line.startswith('gmem-test: '):
+                name, _, rest = line[len('gmem-test: '):].partition(': ')
+                status, _, reason = rest.partition(' ')
+                results[name] = (status, reason)
+        return results
+
+    def info(self, test):
+        prefix = 'gmem-info: %s: ' % test
+        return [l[len(prefix):] for l in self.lines if l.startswith(prefix)]
+
+
+def check_pattern(vm, scratch_dir, seed, ranges, stride=8, chunk=64 << 20):
+    """
+    Read guest RAM through QMP pmemsave and compare the guest's pattern
+    words (gpa ^ seed, one every stride bytes) with what QEMU sees.
+    Returns (bytes checked, bad words, address of the first bad word or
+    None).
+    """
+    import numpy
+
+    path = os.path.join(scratch_dir, 'pmemsave.bin')
+    checked = bad = 0
+    first_bad = None
+    for start, end in ranges:
+        for addr in range(start, end, chunk):
+            size = min(chunk, end - addr)
+            vm.cmd('pmemsave', val=addr, size=size, filename=path)
+            data = numpy.fromfile(path, dtype='<u8')
+            if data.size * 8 != size:
+                raise AssertionError('pmemsave returned %d bytes for %d'
+                                     % (data.size * 8, size))
+            data = data[::stride // 8]
+            expect = numpy.arange(addr, addr + size, stride,
+                                  dtype=numpy.uint64)
+            expect ^= numpy.uint64(seed)
+            mismatch = numpy.flatnonzero(data != expect)
+            if mismatch.size and first_bad is None:
+                first_bad = addr + int(mismatch[0]) * stride
+            bad += int(mismatch.size)
+            checked += size
+    os.unlink(path)
+    return checked, bad, first_bad

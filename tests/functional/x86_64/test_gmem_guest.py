@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+#
+# The gmem test guest on real QEMU: its protocol, and guest RAM checked both
+# from inside the guest and from QEMU's side through QMP.
+#
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+
+from qemu_test import QemuSystemTest
+from qemu_test.gmem_guest import (EXIT_FAILED, EXIT_GUEST_ERROR, EXIT_PASSED,
+                                  GuestLog, check_pattern, guest_args,
+                                  guest_kernel, parse_fields, parse_ranges)
+
+
+class GmemGuest(QemuSystemTest):
+
+    timeout = 180
+
+    def setUp(self):
+        super().setUp()
+        self.kernel = guest_kernel()
+        if self.kernel is None:
+            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
+        self.set_machine('q35')
+
+    def boot(self, command_line, accel, mem='512M'):
+        self.require_accelerator(accel)
+        self.debugcon = os.path.join(self.workdir, 'debugcon.log')
+        self.vm.add_args('-accel', accel, '-m', mem,
+                         *guest_args(self.kernel, self.debugcon, command_line))
+        self.vm.launch()
+        return GuestLog(self.debugcon)
+
+    def finish(self, log, expected_exit):
+        self.vm.wait(timeout=self.timeout)
+        log.poll()
+        self.assertEqual(self.vm.exitcode(), expected_exit,
+                         'guest output:\n' + '\n'.join(log.lines))
+
+    def ram_pattern_checked_by_qmp(self, accel, mem, stride):
+        log = self.boot('ram_map,ram_pattern,ram_inversions checkpoints=1 '
+                        'stride=%d' % stride, accel, mem)
+        line = log.wait_for('gmem-checkpoint: ram_pattern:', self.vm)
+        fields = parse_fields(line.split(': ', 2)[2])
+        seed, ranges = int(fields['seed'], 0), parse_ranges(fields['ranges'])
+        self.assertEqual(int(fields['stride']), stride)
+        checked, bad, first = check_pattern(self.vm, self.workdir, seed,
+                                            ranges, stride)
+        self.assertEqual(bad, 0, 'first bad word at %s' % first)
+        # The free RAM the guest reported is most of what the machine has.
+        self.assertGreater(checked, int(mem[:-1]) * (1 << 20) * 3 // 4)
+        self.vm.cmd('inject-nmi')
+        self.finish(log, EXIT_PASSED)
+        self.assertEqual(log.results(),
+                         {'ram_map': ('PASS', ''), 'ram_pattern': ('PASS', ''),
+                          'ram_inversions': ('PASS', '')})
+
+    # This box's /dev/kvm executes guest code about a thousand times slower
+    # than TCG, so under KVM the guest writes one word per page: every page
+    # is still touched and checked, from both sides.
+    def test_ram_pattern_kvm(self):
+        self.ram_pattern_checked_by_qmp('kvm', '512M', 4096)
+
+    def test_ram_pattern_tcg(self):
+        self.ram_pattern_checked_by_qmp('tcg', '512M', 8)
+
+    def test_qmp_check_sees_a_wrong_pattern(self):
+        """The host-side checker must report words that do not match."""
+        log = self.boot('ram_pattern checkpoints=1 seed=7 stride=4096',
+                        'kvm', '128M')
+        line = log.wait_for('gmem-checkpoint: ram_pattern:', self.vm)
+        fields = parse_fields(line.split(': ', 2)[2])
+        ranges = parse_ranges(fields['ranges'])
+        wrong_seed = int(fields['seed'], 0) ^ 1
+        checked, bad, first = check_pattern(self.vm, self.workdir, wrong_seed,
+                                            ranges, 4096)
+        self.assertEqual(bad, checked // 4096)
+        self.assertEqual(first, ranges[0][0])
+        self.vm.cmd('inject-nmi')
+        self.finish(log, EXIT_PASSED)
+
+    def test_failure_and_skip_reach_the_host(self):
+        log = self.boot('selftest_skip,selftest_fail value=9', 'kvm', '64M')
+        self.finish(log, EXIT_FAILED)
+        self.assertEqual(log.results(), {
+            'selftest_skip': ('SKIP', 'skipping on purpose'),
+            'selftest_fail': ('FAIL', 'failing on purpose (value=9)')})
+        self.assertIn('gmem-guest: done 0 passed, 1 failed, 1 skipped',
+                      log.lines)
+
+    def test_exception_is_reported(self):
+        log = self.boot('selftest_fault', 'kvm', '64M')
+        self.finish(log, EXIT_GUEST_ERROR)
+        status, reason = log.results()['selftest_fault']
+        self.assertEqual(status, 'FAIL')
+        self.assertRegex(reason, r'^exception 14 ')
+
+    def test_unknown_test_name(self):
+        log = self.boot('no_such_test', 'kvm', '64M')
+        self.finish(log, EXIT_GUEST_ERROR)
+        self.assertIn("gmem-guest: unknown test 'no_such_test'", log.lines)
+
+    def test_list(self):
+        log = self.boot('list', 'kvm', '64M')
+        self.finish(log, EXIT_PASSED)
+        listed = [l.split()[2].rstrip(':') for l in log.lines
+                  if l.startswith('gmem-guest: test ')]
+        self.assertIn('ram_pattern', listed)
+        self.assertIn('selftest_fail', listed)
+
+
+if __name__ == '__main__':
+    QemuSystemTest.main()

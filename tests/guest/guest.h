@@ -1,0 +1,111 @@
+/*
+ * Test guest: the small API a test is written against.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef GUEST_H
+#define GUEST_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DEBUGCON_PORT     0xe9
+#define DEBUG_EXIT_PORT   0xf4
+
+#define KiB (1UL << 10)
+#define MiB (1UL << 20)
+#define GiB (1UL << 30)
+#define ALIGN_UP(x, a)   (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+#define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a) - 1))
+
+enum test_result { TEST_PASS, TEST_FAIL, TEST_SKIP };
+
+struct guest_test {
+    const char *name;
+    const char *help;
+    enum test_result (*run)(void);
+    bool explicit_only;         /* not part of "all" */
+};
+
+#define GUEST_TEST_DEFINE(name_, help_, explicit_)                        \
+    static enum test_result name_(void);                                  \
+    static const struct guest_test guest_test_##name_                     \
+        __attribute__((used, section(".gtests"), aligned(8))) =           \
+        { #name_, help_, name_, explicit_ };                              \
+    static enum test_result name_(void)
+
+/*
+ * GUEST_TEST(name, "what it checks") { ...; return TEST_PASS; }
+ * registers a test that the command line can select by name; "all" runs
+ * it too. GUEST_TEST_EXPLICIT tests run only when named.
+ */
+#define GUEST_TEST(name_, help_) GUEST_TEST_DEFINE(name_, help_, false)
+#define GUEST_TEST_EXPLICIT(name_, help_) GUEST_TEST_DEFINE(name_, help_, true)
+
+/* Record why the running test failed (or is skipped) and return that. */
+enum test_result test_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+enum test_result test_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* A "gmem-info: <test>: ..." line: measurements, context for a human. */
+void test_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Print "gmem-checkpoint: <test>: ..." and halt until the host injects an
+ * NMI, so the host can inspect guest state at a known point. Returns at
+ * once unless the command line has checkpoints=1.
+ */
+void test_checkpoint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Command-line arguments: key=value words after the test list. */
+uint64_t arg_u64(const char *key, uint64_t def);
+bool arg_present(const char *key);
+
+/* Guest RAM as the firmware's memory map describes it. */
+struct ram_range {
+    uint64_t start, end;   /* [start, end) */
+};
+/*
+ * Usable RAM that tests may overwrite: e820 RAM above the guest image,
+ * clipped to the identity map. Returns the number of ranges.
+ */
+int test_ram_ranges(struct ram_range *out, int max);
+uint64_t identity_map_limit(void);
+
+/* Port I/O and output. */
+static inline void outb(uint16_t port, uint8_t v)
+{
+    asm volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+static inline void outl(uint16_t port, uint32_t v)
+{
+    asm volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+    asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+    asm volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+                 : "a"(leaf), "c"(sub));
+}
+
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+int snprintf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void *memset(void *s, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strncmp(const char *a, const char *b, size_t n);
+uint64_t parse_u64(const char *s, const char **end);
+
+/* Exit QEMU through isa-debug-exit: QEMU's status is (code << 1) | 1. */
+void __attribute__((noreturn)) guest_exit(uint32_t code);
+
+#endif
