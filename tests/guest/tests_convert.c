@@ -1,0 +1,222 @@
+/*
+ * Test guest: private/shared conversions through KVM_HC_MAP_GPA_RANGE.
+ * These need a VM with private memory (sw-protected-vm, SEV-SNP, TDX), so
+ * "all" leaves them out: a hypercall hangs on a KVM that does not exit for
+ * it (this box's host KVM). Run them by name in the nested rig.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "hypercall.h"
+
+/*
+ * The window the conversion tests work in: base=<gpa> on the command
+ * line, else the start of the first free RAM range (2 MiB aligned).
+ */
+static uint64_t window_base(uint64_t need)
+{
+    struct ram_range r[16];
+    int n = test_ram_ranges(r, 16);
+    uint64_t base = arg_u64("base", 0);
+
+    if (base) {
+        return base;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t start = ALIGN_UP(r[i].start, 2 * MiB);
+
+        if (start + need <= r[i].end) {
+            return start;
+        }
+    }
+    return 0;
+}
+
+static uint64_t secret_word(uint64_t gpa)
+{
+    return gpa ^ 0x5ec2e75ec2e75ec2ULL ^ arg_u64("seed", 0);
+}
+
+static uint64_t shared_word(uint64_t gpa)
+{
+    return ~gpa ^ 0x54a2ed54a2ed54a2ULL ^ arg_u64("seed", 0);
+}
+
+static void fill(uint64_t base, uint64_t size, uint64_t (*word)(uint64_t))
+{
+    for (uint64_t a = base; a < base + size; a += 8) {
+        *(volatile uint64_t *)a = word(a);
+    }
+}
+
+/* Count words equal to word(gpa); report the first that differs. */
+static uint64_t count_matching(uint64_t base, uint64_t size,
+                               uint64_t (*word)(uint64_t))
+{
+    uint64_t n = 0;
+
+    for (uint64_t a = base; a < base + size; a += 8) {
+        n += *(volatile uint64_t *)a == word(a);
+    }
+    return n;
+}
+
+static uint64_t count_zero(uint64_t base, uint64_t size)
+{
+    uint64_t n = 0;
+
+    for (uint64_t a = base; a < base + size; a += 8) {
+        n += *(volatile uint64_t *)a == 0;
+    }
+    return n;
+}
+
+/* What a range holds, for the data-rules report. */
+static const char *describe(uint64_t base, uint64_t size)
+{
+    uint64_t words = size / 8;
+
+    if (count_zero(base, size) == words) {
+        return "zeros";
+    }
+    if (count_matching(base, size, secret_word) == words) {
+        return "secret";
+    }
+    if (count_matching(base, size, shared_word) == words) {
+        return "shared-pattern";
+    }
+    return "mixed";
+}
+
+GUEST_TEST_EXPLICIT(convert_secret, "convert a range private, write a secret, let the "
+           "host look (checkpoints=1), convert back and report what each "
+           "side sees")
+{
+    uint64_t size = arg_u64("size", 2 * MiB);
+    uint64_t base = window_base(size);
+    long ret;
+    const char *seen;
+
+    if (!base) {
+        return test_fail("no free RAM window of %lu bytes", size);
+    }
+    fill(base, size, shared_word);
+
+    ret = convert_private(base, size);
+    if (ret) {
+        return test_fail("to private: map_gpa_range returned %ld", ret);
+    }
+    seen = describe(base, size);
+    test_info("private view after conversion: %s", seen);
+    fill(base, size, secret_word);
+    if (count_matching(base, size, secret_word) != size / 8) {
+        return test_fail("secret did not read back while private");
+    }
+    test_checkpoint("phase=private base=0x%lx size=0x%lx", base, size);
+
+    ret = convert_shared(base, size);
+    if (ret) {
+        return test_fail("to shared: map_gpa_range returned %ld", ret);
+    }
+    seen = describe(base, size);
+    test_info("shared view after converting back: %s", seen);
+    if (count_matching(base, size, secret_word)) {
+        return test_fail("the secret is visible in the shared view");
+    }
+    test_checkpoint("phase=shared base=0x%lx size=0x%lx", base, size);
+    return TEST_PASS;
+}
+
+/*
+ * rounds=N round trips of chunk bytes each (4 KiB and 2 MiB by default),
+ * checking in each state that the guest's own data reads back.
+ */
+static enum test_result roundtrip(uint64_t chunk, uint64_t rounds)
+{
+    uint64_t window = 8 * MiB > chunk * 4 ? 8 * MiB : chunk * 4;
+    uint64_t base = window_base(window), t0, cycles = 0;
+    long ret;
+
+    if (!base) {
+        return test_fail("no free RAM window of %lu bytes", window);
+    }
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t gpa = base + (i * chunk) % window;
+
+        t0 = rdtsc();
+        ret = convert_private(gpa, chunk);
+        cycles += rdtsc() - t0;
+        if (ret) {
+            return test_fail("round %lu: to private at 0x%lx returned %ld",
+                             i, gpa, ret);
+        }
+        fill(gpa, chunk, secret_word);
+        if (count_matching(gpa, chunk, secret_word) != chunk / 8) {
+            return test_fail("round %lu: private data lost at 0x%lx", i, gpa);
+        }
+        t0 = rdtsc();
+        ret = convert_shared(gpa, chunk);
+        cycles += rdtsc() - t0;
+        if (ret) {
+            return test_fail("round %lu: to shared at 0x%lx returned %ld",
+                             i, gpa, ret);
+        }
+        if (count_matching(gpa, chunk, secret_word)) {
+            return test_fail("round %lu: secret visible after sharing 0x%lx",
+                             i, gpa);
+        }
+        fill(gpa, chunk, shared_word);
+        if (count_matching(gpa, chunk, shared_word) != chunk / 8) {
+            return test_fail("round %lu: shared data lost at 0x%lx", i, gpa);
+        }
+    }
+    test_info("chunk=%lu conversions=%lu tsc_per_conversion=%lu", chunk,
+              2 * rounds, cycles / (2 * rounds));
+    return TEST_PASS;
+}
+
+GUEST_TEST_EXPLICIT(convert_roundtrip_4k, "private/shared round trips of 4 KiB pages")
+{
+    return roundtrip(4 * KiB, arg_u64("rounds", 16));
+}
+
+GUEST_TEST_EXPLICIT(convert_roundtrip_2m, "private/shared round trips of 2 MiB pages")
+{
+    return roundtrip(2 * MiB, arg_u64("rounds", 4));
+}
+
+/*
+ * One bad request, named by case=; prints what the host answered. Whether
+ * the VM survives it is the host's finding, so this test always passes if
+ * it gets an answer at all.
+ */
+GUEST_TEST_EXPLICIT(convert_bad, "issue one bad MAP_GPA_RANGE request "
+                    "(case=unaligned|zero|overflow|beyond_ram|mmio|"
+                    "reserved_attrs|hint_mismatch) and report the answer")
+{
+    uint64_t base = window_base(4 * MiB);
+    uint64_t c = arg_u64("case", 0);
+    static const char *const names[] = {
+        "unaligned", "zero", "overflow", "beyond_ram", "mmio",
+        "reserved_attrs", "hint_mismatch",
+    };
+    uint64_t gpa = base, npages = 1, attrs = KVM_MAP_GPA_RANGE_ENCRYPTED;
+    long ret;
+
+    if (c >= sizeof(names) / sizeof(names[0])) {
+        return test_fail("case must be 0..%lu",
+                         sizeof(names) / sizeof(names[0]) - 1);
+    }
+    switch (c) {
+    case 0: gpa = base + 0x800; break;                 /* unaligned */
+    case 1: npages = 0; break;                         /* zero pages */
+    case 2: gpa = ~0xfffULL; npages = 2; break;        /* wraps 2^64 */
+    case 3: gpa = 1ULL << 40; break;                   /* past RAM */
+    case 4: gpa = 0xfec00000; break;                   /* IOAPIC */
+    case 5: attrs |= 1ULL << 20; break;                /* reserved bit */
+    case 6: attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M; break; /* 4K with 2M */
+    }
+    ret = map_gpa_range(gpa, npages, attrs);
+    test_info("case=%s gpa=0x%lx npages=%lu attrs=0x%lx ret=%ld",
+              names[c], gpa, npages, attrs, ret);
+    return TEST_PASS;
+}
