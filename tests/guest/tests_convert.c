@@ -218,5 +218,6 @@ GUEST_TEST_EXPLICIT(convert_bad, "issue one bad MAP_GPA_RANGE request "
     ret = map_gpa_range(gpa, npages, attrs);
     test_info("case=%s gpa=0x%lx npages=%lu attrs=0x%lx ret=%ld",
               names[c], gpa, npages, attrs, ret);
+    test_checkpoint("answered");
     return TEST_PASS;
 }

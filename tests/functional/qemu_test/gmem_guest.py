@@ -144,3 +144,52 @@ def check_pattern(vm, scratch_dir, seed, ranges, stride=8, chunk=64 << 20):
             checked += size
     os.unlink(path)
     return checked, bad, first_bad
+
+
+KVM_CHECK_EXTENSION = 0xae03
+KVM_CAP_VM_TYPES = 235
+KVM_X86_SW_PROTECTED_VM = 1
+
+
+def kvm_vm_types():
+    """Bit mask of the VM types /dev/kvm offers (0 if none can be read)."""
+    import fcntl
+    try:
+        fd = os.open('/dev/kvm', os.O_RDWR)
+    except OSError:
+        return 0
+    try:
+        return max(fcntl.ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES), 0)
+    finally:
+        os.close(fd)
+
+
+def sw_protected_vm_args(cgs_id='cgs0'):
+    return ['-object', 'sw-protected-vm,id=' + cgs_id,
+            '-machine', 'confidential-guest-support=' + cgs_id]
+
+
+def secret_word(gpa, seed=0):
+    """tests/guest/tests_convert.c: secret_word()"""
+    return gpa ^ 0x5ec2e75ec2e75ec2 ^ seed
+
+
+def read_words(vm, scratch_dir, gpa, size):
+    """Guest RAM as QEMU sees it, as a numpy array of 8-byte words."""
+    import numpy
+
+    path = os.path.join(scratch_dir, 'pmemsave.bin')
+    vm.cmd('pmemsave', val=gpa, size=size, filename=path)
+    data = numpy.fromfile(path, dtype='<u8')
+    os.unlink(path)
+    return data
+
+
+def count_secret_words(vm, scratch_dir, gpa, size, seed=0):
+    """How many words of [gpa, gpa + size) QEMU reads as the guest secret."""
+    import numpy
+
+    data = read_words(vm, scratch_dir, gpa, size)
+    secret = numpy.arange(gpa, gpa + size, 8, dtype=numpy.uint64)
+    secret ^= numpy.uint64(secret_word(0, seed))
+    return int(numpy.count_nonzero(data == secret))
