@@ -21,6 +21,7 @@
 #include "qom/object_interfaces.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
+#include "system/kvm-gmem.h"
 #include "confidential-guest.h"
 #include "sw-protected-vm.h"
 #include "kvm_i386.h"
@@ -71,6 +72,8 @@ static int sw_protected_vm_kvm_init(ConfidentialGuestSupport *cgs,
                    "KVM_HC_MAP_GPA_RANGE (KVM_CAP_EXIT_HYPERCALL)");
         return -1;
     }
+    /* The guest boots from shared memory and converts what it wants. */
+    kvm_gmem_set_initially_shared(true);
     trace_sw_protected_vm_kvm_init(attrs);
     cgs->ready = true;
     return 0;
