@@ -1,0 +1,52 @@
+/*
+ * KVM guest_memfd layer: decoding of guest conversion requests.
+ *
+ * Pure functions with no QEMU state, so unit tests can cover every case.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef ACCEL_KVM_GMEM_REQUEST_H
+#define ACCEL_KVM_GMEM_REQUEST_H
+
+/* Why a conversion request was refused; the classes of query-guest-memfd. */
+typedef enum KvmGmemReject {
+    KVM_GMEM_OK,
+    KVM_GMEM_REJECT_EMPTY,          /* no pages */
+    KVM_GMEM_REJECT_UNALIGNED,      /* gpa or size not page aligned */
+    KVM_GMEM_REJECT_OVERFLOW,       /* gpa + size wraps past 2^64 */
+    KVM_GMEM_REJECT_RESERVED,       /* reserved attribute bits or hint */
+    KVM_GMEM_REJECT_HINT,           /* page-size hint does not fit range */
+    KVM_GMEM_REJECT_NOT_GMEM,       /* not all guest_memfd RAM: MMIO, hole,
+                                       past the end of RAM */
+    KVM_GMEM_REJECT_KVM,            /* KVM refused the attribute change */
+    KVM_GMEM_REJECT__MAX,
+} KvmGmemReject;
+
+/* The page unit of KVM_HC_MAP_GPA_RANGE, whatever the host page size. */
+#define KVM_GMEM_HC_PAGE_SIZE 4096ULL
+
+typedef struct KvmGmemRange {
+    uint64_t gpa;
+    uint64_t size;
+    bool to_private;
+} KvmGmemRange;
+
+/*
+ * Decode KVM_HC_MAP_GPA_RANGE arguments into @range. Checks everything
+ * that does not depend on the memory map.
+ */
+KvmGmemReject kvm_gmem_decode_map_gpa_range(uint64_t gpa, uint64_t npages,
+                                            uint64_t attrs,
+                                            KvmGmemRange *range);
+
+/* Checks of a range from any source, for a host page size @page_size. */
+KvmGmemReject kvm_gmem_check_range(uint64_t gpa, uint64_t size,
+                                   uint64_t page_size);
+
+/* The answer the guest gets in run->hypercall.ret: 0 or -KVM_E*. */
+int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject);
+
+/* A stable lower-case name, for QMP, HMP and traces. */
+const char *kvm_gmem_reject_name(KvmGmemReject reject);
+
+#endif
