@@ -1,25 +1,104 @@
 /*
- * KVM guest_memfd layer: initial private/shared state of guest memory.
+ * KVM guest_memfd layer: the conversion manager.
  *
- * Invariant: for every guest_memfd-backed RAMBlock, the RamBlockAttributes
- * bitmap (set = shared) matches the KVM memory attributes of the guest
- * physical ranges that map it, from the moment its memslot exists.
+ * The only code that changes whether guest memory is private or shared.
+ * Inputs: memory-fault exits, KVM_HC_MAP_GPA_RANGE hypercalls (SEV-SNP
+ * page-state changes and TDX MapGPA arrive this way) and the initial state
+ * of new memslots (launch).
+ *
+ * Invariants, under gmem.lock:
+ *  - for every guest_memfd-backed RAMBlock, its RamBlockAttributes bitmap
+ *    (bit set = shared) equals the KVM memory attributes of the guest
+ *    physical ranges that map it, outside a conversion in progress;
+ *  - a request is validated in full (every byte must be guest_memfd RAM,
+ *    or MMIO being made shared) before any state changes, so a rejected
+ *    request changes nothing;
+ *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
+ *    private and get it back only once it is shared again.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
+#include <linux/kvm.h>
+#include "qapi/error.h"
 #include "qemu/error-report.h"
+#include "qemu/bitops.h"
+#include "qemu/thread.h"
+#include "qemu/lockable.h"
+#include "qom/object.h"
+#include "exec/target_page.h"
+#include "system/address-spaces.h"
 #include "system/kvm.h"
 #include "system/kvm-gmem.h"
 #include "system/ramblock.h"
+#include "gmem-request.h"
 #include "trace.h"
 
-static bool gmem_initially_shared;
+typedef enum KvmGmemDiscard {
+    KVM_GMEM_DISCARD_SYNC,      /* free the stale side before answering */
+    KVM_GMEM_DISCARD_NONE,      /* keep it (faster, costs memory) */
+} KvmGmemDiscard;
+
+static const char *const discard_names[] = { "sync", "none" };
+
+/* One guest_memfd-backed RAMBlock and what happened to it. */
+typedef struct KvmGmemBlock {
+    RAMBlock *rb;
+    uint64_t conversions_to_private;
+    uint64_t conversions_to_shared;
+    uint64_t bytes_to_private;
+    uint64_t bytes_to_shared;
+    QLIST_ENTRY(KvmGmemBlock) next;
+} KvmGmemBlock;
+
+/* A part of a request that lies in one RAMBlock. */
+typedef struct KvmGmemPiece {
+    RAMBlock *rb;
+    MemoryRegion *mr;           /* referenced until the request is done */
+    uint64_t gpa;
+    uint64_t offset;            /* in rb */
+    uint64_t size;
+} KvmGmemPiece;
+
+static struct {
+    QemuMutex lock;
+    bool initially_shared;
+    bool legacy;                /* upstream's kvm_convert_memory() path */
+    KvmGmemDiscard discard;
+    uint64_t requests;
+    uint64_t failures[KVM_GMEM_REJECT__MAX];
+    QLIST_HEAD(, KvmGmemBlock) blocks;
+} gmem;
+
+static void __attribute__((constructor)) kvm_gmem_init_lock(void)
+{
+    qemu_mutex_init(&gmem.lock);
+}
 
 void kvm_gmem_set_initially_shared(bool shared)
 {
-    gmem_initially_shared = shared;
+    gmem.initially_shared = shared;
+}
+
+bool kvm_gmem_legacy(void)
+{
+    return gmem.legacy;
+}
+
+static KvmGmemBlock *gmem_block(RAMBlock *rb)
+{
+    KvmGmemBlock *b;
+
+    QLIST_FOREACH(b, &gmem.blocks, next) {
+        if (b->rb == rb) {
+            return b;
+        }
+    }
+    b = g_new0(KvmGmemBlock, 1);
+    b->rb = rb;
+    QLIST_INSERT_HEAD(&gmem.blocks, b, next);
+    return b;
 }
 
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
@@ -29,9 +108,11 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
     uint64_t offset = (uint8_t *)host - rb->host;
     int ret;
 
+    QEMU_LOCK_GUARD(&gmem.lock);
+    gmem_block(rb);
     trace_kvm_gmem_slot_added(start, size, offset,
-                              gmem_initially_shared ? "shared" : "private");
-    if (gmem_initially_shared) {
+                              gmem.initially_shared ? "shared" : "private");
+    if (gmem.initially_shared) {
         /* KVM attributes start at 0 (shared): only the bitmap learns it. */
         ret = ram_block_attributes_state_change(rb->attributes, offset, size,
                                                 false);
@@ -42,8 +123,288 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
     if (ret) {
         error_report("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64
                      ": cannot set its initial %s state: %s", start, size,
-                     gmem_initially_shared ? "shared" : "private",
+                     gmem.initially_shared ? "shared" : "private",
                      strerror(-ret));
         exit(1);
     }
+}
+
+/*
+ * Split [gpa, gpa + size) at memory section boundaries into @pieces and
+ * check that the request may proceed: making private needs guest_memfd RAM
+ * everywhere; making shared may also cover MMIO and holes, which stay as
+ * they are (TDX firmware shares its MMIO ranges this way).
+ */
+static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
+                                  bool to_private, GArray *pieces)
+{
+    uint64_t addr = gpa, left = size;
+
+    while (left) {
+        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
+                                                   left);
+        uint64_t start, len;
+
+        if (!s.mr) {
+            /* Nothing at all in what is left. */
+            return to_private ? KVM_GMEM_REJECT_NOT_GMEM : KVM_GMEM_OK;
+        }
+        start = s.offset_within_address_space;
+        len = int128_get64(s.size);
+        if (start > addr && to_private) {
+            memory_region_unref(s.mr);
+            return KVM_GMEM_REJECT_NOT_GMEM;       /* a hole first */
+        }
+        if (memory_region_has_guest_memfd(s.mr)) {
+            KvmGmemPiece p = {
+                .mr = s.mr,
+                .gpa = start,
+                .size = len,
+            };
+            void *host = (uint8_t *)memory_region_get_ram_ptr(s.mr) +
+                         s.offset_within_region;
+            ram_addr_t offset;
+
+            p.rb = qemu_ram_block_from_host(host, false, &offset);
+            p.offset = offset;
+            g_array_append_val(pieces, p);
+        } else {
+            bool mmio = !memory_region_is_ram(s.mr) &&
+                        !memory_region_is_ram_device(s.mr) &&
+                        !memory_region_is_rom(s.mr) &&
+                        !memory_region_is_romd(s.mr);
+
+            memory_region_unref(s.mr);
+            if (to_private || !mmio) {
+                return KVM_GMEM_REJECT_NOT_GMEM;
+            }
+        }
+        left -= start + len - addr;
+        addr = start + len;
+    }
+    return KVM_GMEM_OK;
+}
+
+/* Change one run of blocks whose state all differs from the target. */
+static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
+                                      uint64_t size, bool to_private)
+{
+    RamBlockAttributes *attr = p->rb->attributes;
+    uint64_t gpa = p->gpa + (offset - p->offset);
+    int ret;
+
+    trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
+    if (to_private) {
+        /* Listeners drop the range while QEMU may still map it. */
+        ram_block_attributes_state_change(attr, offset, size, true);
+        ret = kvm_set_memory_attributes_private(gpa, size);
+        if (ret) {
+            ram_block_attributes_state_change(attr, offset, size, false);
+            return KVM_GMEM_REJECT_KVM;
+        }
+        /*
+         * The shared copy is stale now. Hugetlb backing is preallocated
+         * and not discarded (as upstream does).
+         */
+        if (gmem.discard == KVM_GMEM_DISCARD_SYNC &&
+            p->rb->page_size == qemu_real_host_page_size()) {
+            ram_block_discard_range(p->rb, offset, size);
+        }
+    } else {
+        ret = kvm_set_memory_attributes_shared(gpa, size);
+        if (ret) {
+            return KVM_GMEM_REJECT_KVM;
+        }
+        if (gmem.discard == KVM_GMEM_DISCARD_SYNC) {
+            ram_block_discard_guest_memfd_range(p->rb, offset, size);
+        }
+        ram_block_attributes_state_change(attr, offset, size, false);
+    }
+    return KVM_GMEM_OK;
+}
+
+/*
+ * Convert the blocks of @p that are not in the target state yet, one
+ * maximal run at a time; returns the bytes converted via @converted.
+ */
+static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
+                                        uint64_t *converted)
+{
+    RamBlockAttributes *attr = p->rb->attributes;
+    const uint64_t bs = qemu_real_host_page_size();
+    unsigned long bit = p->offset / bs;
+    const unsigned long end = (p->offset + p->size) / bs;
+
+    while (bit < end) {
+        /* Shared blocks have their bit set: find the next that differs. */
+        unsigned long first = to_private ?
+            find_next_bit(attr->bitmap, end, bit) :
+            find_next_zero_bit(attr->bitmap, end, bit);
+        unsigned long last;
+        KvmGmemReject r;
+
+        if (first >= end) {
+            break;
+        }
+        last = to_private ? find_next_zero_bit(attr->bitmap, end, first) :
+                            find_next_bit(attr->bitmap, end, first);
+        r = gmem_convert_run(p, first * bs, (last - first) * bs, to_private);
+        if (r) {
+            return r;
+        }
+        *converted += (last - first) * bs;
+        bit = last;
+    }
+    return KVM_GMEM_OK;
+}
+
+static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
+                                         bool to_private)
+{
+    g_autoptr(GArray) pieces = g_array_new(false, false,
+                                           sizeof(KvmGmemPiece));
+    KvmGmemReject r;
+
+    r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
+    if (!r) {
+        r = gmem_collect(gpa, size, to_private, pieces);
+    }
+    for (guint i = 0; i < pieces->len; i++) {
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+        uint64_t converted = 0;
+
+        if (!r) {
+            KvmGmemBlock *b = gmem_block(p->rb);
+
+            r = gmem_convert_piece(p, to_private, &converted);
+            if (converted) {
+                if (to_private) {
+                    b->conversions_to_private++;
+                    b->bytes_to_private += converted;
+                } else {
+                    b->conversions_to_shared++;
+                    b->bytes_to_shared += converted;
+                }
+            }
+        }
+        memory_region_unref(p->mr);
+    }
+    gmem.requests++;
+    gmem.failures[r]++;
+    return r;
+}
+
+static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
+                                  bool to_private, const char *source)
+{
+    KvmGmemReject r;
+
+    WITH_QEMU_LOCK_GUARD(&gmem.lock) {
+        r = gmem_convert_locked(gpa, size, to_private);
+    }
+    trace_kvm_gmem_convert(source, gpa, size,
+                           to_private ? "private" : "shared",
+                           kvm_gmem_reject_name(r));
+    return r;
+}
+
+int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
+                               uint64_t attrs)
+{
+    KvmGmemRange range;
+    KvmGmemReject r;
+
+    r = kvm_gmem_decode_map_gpa_range(gpa, npages, attrs, &range);
+    if (r) {
+        WITH_QEMU_LOCK_GUARD(&gmem.lock) {
+            gmem.requests++;
+            gmem.failures[r]++;
+        }
+        trace_kvm_gmem_convert("hypercall", gpa, npages, "?",
+                               kvm_gmem_reject_name(r));
+        return kvm_gmem_reject_to_guest(r);
+    }
+    r = gmem_convert(range.gpa, range.size, range.to_private, "hypercall");
+    if (!r && kvm_pre_fault_memory_supported) {
+        struct kvm_pre_fault_memory mem = {
+            .gpa = range.gpa,
+            .size = range.size,
+        };
+
+        /* Opportunistic: a failure only means a later fault maps it. */
+        while (mem.size && !kvm_vcpu_ioctl(cpu, KVM_PRE_FAULT_MEMORY, &mem)) {
+            /* KVM advances gpa and shrinks size as it goes. */
+        }
+    }
+    return kvm_gmem_reject_to_guest(r);
+}
+
+int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
+{
+    KvmGmemReject r;
+
+    if (gmem.legacy) {
+        return kvm_convert_memory(gpa, size, to_private);
+    }
+    r = gmem_convert(gpa, size, to_private, "memory-fault");
+    if (r) {
+        /* KVM would fault again forever; nothing to answer the guest. */
+        error_report("guest_memfd: memory fault at 0x%" PRIx64 " +0x%" PRIx64
+                     " cannot be made %s: %s", gpa, size,
+                     to_private ? "private" : "shared",
+                     kvm_gmem_reject_name(r));
+        return -EFAULT;
+    }
+    return 0;
+}
+
+static char *gmem_get_conversion(Object *obj, Error **errp)
+{
+    return g_strdup(gmem.legacy ? "legacy" : "manager");
+}
+
+static void gmem_set_conversion(Object *obj, const char *value, Error **errp)
+{
+    if (!strcmp(value, "manager")) {
+        gmem.legacy = false;
+    } else if (!strcmp(value, "legacy")) {
+        gmem.legacy = true;
+    } else {
+        error_setg(errp, "guest-memfd-conversion must be 'manager' or "
+                   "'legacy', not '%s'", value);
+    }
+}
+
+static char *gmem_get_discard(Object *obj, Error **errp)
+{
+    return g_strdup(discard_names[gmem.discard]);
+}
+
+static void gmem_set_discard(Object *obj, const char *value, Error **errp)
+{
+    for (int i = 0; i < ARRAY_SIZE(discard_names); i++) {
+        if (!strcmp(value, discard_names[i])) {
+            gmem.discard = i;
+            return;
+        }
+    }
+    error_setg(errp, "guest-memfd-discard must be 'sync' or 'none', not '%s'",
+               value);
+}
+
+void kvm_gmem_accel_class_init(ObjectClass *oc)
+{
+    object_class_property_add_str(oc, "guest-memfd-conversion",
+                                  gmem_get_conversion, gmem_set_conversion);
+    object_class_property_set_description(oc, "guest-memfd-conversion",
+        "Who handles private/shared conversions of guest_memfd memory: "
+        "'manager' (default: validated, errors answered to the guest) or "
+        "'legacy' (QEMU 10.2's kvm_convert_memory(); a bad request stops "
+        "the VM)");
+    object_class_property_add_str(oc, "guest-memfd-discard",
+                                  gmem_get_discard, gmem_set_discard);
+    object_class_property_set_description(oc, "guest-memfd-discard",
+        "What a conversion does with the side that became stale: 'sync' "
+        "(default: free it before answering) or 'none' (keep it; uses "
+        "up to twice the memory)");
 }
