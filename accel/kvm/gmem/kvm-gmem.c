@@ -22,6 +22,9 @@
 #include "qemu/osdep.h"
 #include <linux/kvm.h>
 #include "qapi/error.h"
+#include "qapi/qapi-commands-guest-memfd.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
 #include "qemu/error-report.h"
 #include "qemu/bitops.h"
 #include "qemu/thread.h"
@@ -34,13 +37,6 @@
 #include "system/ramblock.h"
 #include "gmem-request.h"
 #include "trace.h"
-
-typedef enum KvmGmemDiscard {
-    KVM_GMEM_DISCARD_SYNC,      /* free the stale side before answering */
-    KVM_GMEM_DISCARD_NONE,      /* keep it (faster, costs memory) */
-} KvmGmemDiscard;
-
-static const char *const discard_names[] = { "sync", "none" };
 
 /* One guest_memfd-backed RAMBlock and what happened to it. */
 typedef struct KvmGmemBlock {
@@ -64,8 +60,8 @@ typedef struct KvmGmemPiece {
 static struct {
     QemuMutex lock;
     bool initially_shared;
-    bool legacy;                /* upstream's kvm_convert_memory() path */
-    KvmGmemDiscard discard;
+    GuestMemfdConversion conversion;
+    GuestMemfdDiscard discard;
     uint64_t requests;
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     QLIST_HEAD(, KvmGmemBlock) blocks;
@@ -83,7 +79,7 @@ void kvm_gmem_set_initially_shared(bool shared)
 
 bool kvm_gmem_legacy(void)
 {
-    return gmem.legacy;
+    return gmem.conversion == GUEST_MEMFD_CONVERSION_LEGACY;
 }
 
 static KvmGmemBlock *gmem_block(RAMBlock *rb)
@@ -206,7 +202,7 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
          * The shared copy is stale now. Hugetlb backing is preallocated
          * and not discarded (as upstream does).
          */
-        if (gmem.discard == KVM_GMEM_DISCARD_SYNC &&
+        if (gmem.discard == GUEST_MEMFD_DISCARD_SYNC &&
             p->rb->page_size == qemu_real_host_page_size()) {
             ram_block_discard_range(p->rb, offset, size);
         }
@@ -215,7 +211,7 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
         if (ret) {
             return KVM_GMEM_REJECT_KVM;
         }
-        if (gmem.discard == KVM_GMEM_DISCARD_SYNC) {
+        if (gmem.discard == GUEST_MEMFD_DISCARD_SYNC) {
             ram_block_discard_guest_memfd_range(p->rb, offset, size);
         }
         ram_block_attributes_state_change(attr, offset, size, false);
@@ -343,7 +339,7 @@ int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
 {
     KvmGmemReject r;
 
-    if (gmem.legacy) {
+    if (kvm_gmem_legacy()) {
         return kvm_convert_memory(gpa, size, to_private);
     }
     r = gmem_convert(gpa, size, to_private, "memory-fault");
@@ -358,51 +354,116 @@ int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
     return 0;
 }
 
-static char *gmem_get_conversion(Object *obj, Error **errp)
+GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
 {
-    return g_strdup(gmem.legacy ? "legacy" : "manager");
+    GuestMemfdInfo *info = g_new0(GuestMemfdInfo, 1);
+    GuestMemfdBlockInfoList **tail = &info->blocks;
+    const uint64_t bs = qemu_real_host_page_size();
+    KvmGmemBlock *b;
+
+    QEMU_LOCK_GUARD(&gmem.lock);
+    info->conversion = gmem.conversion;
+    info->discard = gmem.discard;
+    info->requests = gmem.requests;
+    info->rejected = g_new0(GuestMemfdRejects, 1);
+    info->rejected->empty = gmem.failures[KVM_GMEM_REJECT_EMPTY];
+    info->rejected->unaligned = gmem.failures[KVM_GMEM_REJECT_UNALIGNED];
+    info->rejected->overflow = gmem.failures[KVM_GMEM_REJECT_OVERFLOW];
+    info->rejected->reserved_bits = gmem.failures[KVM_GMEM_REJECT_RESERVED];
+    info->rejected->page_size_hint = gmem.failures[KVM_GMEM_REJECT_HINT];
+    info->rejected->not_guest_memfd = gmem.failures[KVM_GMEM_REJECT_NOT_GMEM];
+    info->rejected->kvm = gmem.failures[KVM_GMEM_REJECT_KVM];
+    info->discard_backlog = 0;      /* discards are synchronous */
+
+    QLIST_FOREACH(b, &gmem.blocks, next) {
+        GuestMemfdBlockInfo *bi = g_new0(GuestMemfdBlockInfo, 1);
+        RamBlockAttributes *attr = b->rb->attributes;
+        uint64_t shared = bitmap_count_one(attr->bitmap, attr->bitmap_size);
+
+        bi->id = g_strdup(qemu_ram_get_idstr(b->rb));
+        bi->size = (uint64_t)attr->bitmap_size * bs;
+        bi->shared = shared * bs;
+        bi->q_private = bi->size - bi->shared;
+        bi->conversions_to_private = b->conversions_to_private;
+        bi->conversions_to_shared = b->conversions_to_shared;
+        bi->bytes_to_private = b->bytes_to_private;
+        bi->bytes_to_shared = b->bytes_to_shared;
+        QAPI_LIST_APPEND(tail, bi);
+    }
+    return info;
 }
 
-static void gmem_set_conversion(Object *obj, const char *value, Error **errp)
+void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
 {
-    if (!strcmp(value, "manager")) {
-        gmem.legacy = false;
-    } else if (!strcmp(value, "legacy")) {
-        gmem.legacy = true;
-    } else {
-        error_setg(errp, "guest-memfd-conversion must be 'manager' or "
-                   "'legacy', not '%s'", value);
+    g_autoptr(GuestMemfdInfo) info = NULL;
+    Error *err = NULL;
+    GuestMemfdBlockInfoList *l;
+    GuestMemfdRejects *r;
+
+    info = qmp_query_guest_memfd(&err);
+    if (hmp_handle_error(mon, err)) {
+        return;
+    }
+    r = info->rejected;
+    monitor_printf(mon, "conversion: %s, discard: %s, requests: %" PRIu64
+                   ", discard backlog: %" PRIu64 " bytes\n",
+                   GuestMemfdConversion_str(info->conversion),
+                   GuestMemfdDiscard_str(info->discard), info->requests,
+                   info->discard_backlog);
+    monitor_printf(mon, "rejected: empty %" PRIu64 ", unaligned %" PRIu64
+                   ", overflow %" PRIu64 ", reserved-bits %" PRIu64
+                   ", page-size-hint %" PRIu64 ", not-guest-memfd %" PRIu64
+                   ", kvm %" PRIu64 "\n", r->empty, r->unaligned,
+                   r->overflow, r->reserved_bits, r->page_size_hint,
+                   r->not_guest_memfd, r->kvm);
+    for (l = info->blocks; l; l = l->next) {
+        GuestMemfdBlockInfo *b = l->value;
+
+        monitor_printf(mon, "%s: size %" PRIu64 ", private %" PRIu64
+                       ", shared %" PRIu64 "; to private %" PRIu64
+                       " times (%" PRIu64 " bytes), to shared %" PRIu64
+                       " times (%" PRIu64 " bytes)\n", b->id, b->size,
+                       b->q_private, b->shared, b->conversions_to_private,
+                       b->bytes_to_private, b->conversions_to_shared,
+                       b->bytes_to_shared);
     }
 }
 
-static char *gmem_get_discard(Object *obj, Error **errp)
+static int gmem_get_conversion(Object *obj, Error **errp)
 {
-    return g_strdup(discard_names[gmem.discard]);
+    return gmem.conversion;
 }
 
-static void gmem_set_discard(Object *obj, const char *value, Error **errp)
+static void gmem_set_conversion(Object *obj, int value, Error **errp)
 {
-    for (int i = 0; i < ARRAY_SIZE(discard_names); i++) {
-        if (!strcmp(value, discard_names[i])) {
-            gmem.discard = i;
-            return;
-        }
-    }
-    error_setg(errp, "guest-memfd-discard must be 'sync' or 'none', not '%s'",
-               value);
+    gmem.conversion = value;
+}
+
+static int gmem_get_discard(Object *obj, Error **errp)
+{
+    return gmem.discard;
+}
+
+static void gmem_set_discard(Object *obj, int value, Error **errp)
+{
+    gmem.discard = value;
 }
 
 void kvm_gmem_accel_class_init(ObjectClass *oc)
 {
-    object_class_property_add_str(oc, "guest-memfd-conversion",
-                                  gmem_get_conversion, gmem_set_conversion);
+    object_class_property_add_enum(oc, "guest-memfd-conversion",
+                                   "GuestMemfdConversion",
+                                   &GuestMemfdConversion_lookup,
+                                   gmem_get_conversion, gmem_set_conversion);
     object_class_property_set_description(oc, "guest-memfd-conversion",
         "Who handles private/shared conversions of guest_memfd memory: "
         "'manager' (default: validated, errors answered to the guest) or "
         "'legacy' (QEMU 10.2's kvm_convert_memory(); a bad request stops "
         "the VM)");
-    object_class_property_add_str(oc, "guest-memfd-discard",
-                                  gmem_get_discard, gmem_set_discard);
+    object_class_property_add_enum(oc, "guest-memfd-discard",
+                                   "GuestMemfdDiscard",
+                                   &GuestMemfdDiscard_lookup,
+                                   gmem_get_discard, gmem_set_discard);
     object_class_property_set_description(oc, "guest-memfd-discard",
         "What a conversion does with the side that became stale: 'sync' "
         "(default: free it before answering) or 'none' (keep it; uses "

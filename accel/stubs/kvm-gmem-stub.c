@@ -1,0 +1,24 @@
+/*
+ * KVM guest_memfd layer: stubs for builds without KVM.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-guest-memfd.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+
+GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
+{
+    error_setg(errp, "guest_memfd needs KVM, which this QEMU was built "
+               "without");
+    return NULL;
+}
+
+void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
+{
+    monitor_printf(mon, "guest_memfd needs KVM, which this QEMU was built "
+                   "without\n");
+}
