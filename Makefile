@@ -2,7 +2,9 @@
 # overlay on a pinned upstream release. See README.md.
 #
 #   make run     build what is missing, boot the test guest, print a report
-#   make check   unit and functional tests; ends with "N passed, N failed"
+#   make check   unit and functional tests, the nested rig tier included;
+#                ends with "N passed, N failed, N skipped"
+#   make check-rig  only the nested rig tier
 #   make build   just build qemu-system-x86_64 (and the test guest)
 
 CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
@@ -29,4 +31,8 @@ run: build
 check: build
 	@build-aux/check.sh
 
-.PHONY: all deps build run check
+# Only the nested-rig tier (real KVM_X86_SW_PROTECTED_VM under TCG).
+check-rig: build
+	@build-aux/check.sh gmem_rig
+
+.PHONY: all deps build run check check-rig

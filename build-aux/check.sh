@@ -1,20 +1,35 @@
 #!/bin/sh
-# Run the fork's tests (every meson test whose name contains "gmem": unit
-# tests and functional tests) and end with "N passed, N failed, N skipped",
-# counted per TAP test case. Exits non-zero when anything failed.
+# Run the fork's tests (every meson test whose name contains "gmem", or
+# those that match $1: unit tests, functional tests, the nested rig tier)
+# and end with "N passed, N failed, N skipped", counted per TAP test case.
+# Exits non-zero when anything failed.
 set -u
+filter=${1:-gmem}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
 bld=$cache/build
 export QEMU_GMEM_TEST_GUEST="$cache/guest/gmem-guest.elf"
 
 # "--list" prints "project:suites / name".
-tests=$(meson test -C "$bld" --list 2>/dev/null | sed -n 's|^.* / \(.*gmem.*\)$|\1|p')
+tests=$(meson test -C "$bld" --list 2>/dev/null | sed -n 's|^.* / \(.*gmem.*\)$|\1|p' |
+        grep -e "$filter")
 if [ -z "$tests" ]; then
     echo "check: no gmem tests registered in $bld" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
+# The rig tier needs a kernel built from Debian's packages; set it up
+# before the clock of its meson test starts. If that is impossible here,
+# its test says so and skips.
+if echo "$tests" | grep -q gmem_rig; then
+    if ! "$repo/tests/rig/setup.sh" -q > "$cache/rig-setup.log" 2>&1; then
+        tail -n 5 "$cache/rig-setup.log" >&2
+        QEMU_GMEM_RIG_UNAVAILABLE="tests/rig/setup.sh failed, see $cache/rig-setup.log"
+        export QEMU_GMEM_RIG_UNAVAILABLE
+        echo "check: $QEMU_GMEM_RIG_UNAVAILABLE" >&2
+    fi
+fi
+
 rm -f "$bld/meson-logs/testlog.json"
 # shellcheck disable=SC2086
 meson test -C "$bld" --print-errorlogs --num-processes 1 $tests

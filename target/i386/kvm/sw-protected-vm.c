@@ -25,6 +25,7 @@
 #include "confidential-guest.h"
 #include "sw-protected-vm.h"
 #include "kvm_i386.h"
+#include "hw/i386/x86.h"
 #include "trace.h"
 
 OBJECT_DECLARE_SIMPLE_TYPE(SwProtectedVm, SW_PROTECTED_VM)
@@ -53,7 +54,19 @@ static int sw_protected_vm_kvm_init(ConfidentialGuestSupport *cgs,
                                     Error **errp)
 {
     KVMState *s = KVM_STATE(current_accel());
+    X86MachineState *x86ms = X86_MACHINE(qdev_get_machine());
     int attrs = kvm_vm_check_extension(s, KVM_CAP_MEMORY_ATTRIBUTES);
+
+    /*
+     * SMRAM is an alias of low RAM at a second address, and one
+     * guest_memfd range cannot back two memslots.
+     */
+    if (x86ms->smm == ON_OFF_AUTO_ON) {
+        error_setg(errp, "sw-protected-vm: SMM is not supported: its SMRAM "
+                   "aliases would map guest_memfd twice (use smm=off)");
+        return -1;
+    }
+    x86ms->smm = ON_OFF_AUTO_OFF;
 
     if (!(attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE)) {
         error_setg(errp, "sw-protected-vm: KVM offers no private memory "

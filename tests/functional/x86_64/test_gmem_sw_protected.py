@@ -31,9 +31,10 @@ class SwProtectedVm(QemuSystemTest):
         self.set_machine('q35')
         self.require_accelerator('kvm')
 
-    def boot(self, command_line, mem='128M', smp=1):
+    def boot(self, command_line, mem='128M', smp=1, conversion='manager'):
         self.debugcon = os.path.join(self.workdir, 'debugcon.log')
-        self.vm.add_args('-accel', 'kvm', '-m', mem, '-smp', str(smp),
+        self.vm.add_args('-accel', 'kvm,guest-memfd-conversion=' + conversion,
+                         '-m', mem, '-smp', str(smp),
                          *sw_protected_vm_args(),
                          *guest_args(self.kernel, self.debugcon, command_line))
         self.vm.launch()
@@ -77,19 +78,34 @@ class SwProtectedVm(QemuSystemTest):
             'shared view after converting back: zeros'])
 
     def test_roundtrips(self):
-        log = self.boot('convert_roundtrip_4k,convert_roundtrip_2m '
-                        'rounds=8')
+        log = self.boot('convert_roundtrip_4k,convert_roundtrip_2m,hold '
+                        'rounds=8 checkpoints=1')
+        self.checkpoint(log, 'hold')
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
         self.finish(log)
         self.assertEqual(log.results(), {
             'convert_roundtrip_4k': ('PASS', ''),
-            'convert_roundtrip_2m': ('PASS', '')})
+            'convert_roundtrip_2m': ('PASS', ''),
+            'hold': ('PASS', '')})
+        ram = [b for b in stats['blocks'] if b['id'] == 'pc.ram'][0]
+        self.assertEqual(ram['conversions-to-private'], 16)
+        self.assertEqual(ram['conversions-to-shared'], 16)
+        self.assertEqual(ram['bytes-to-private'], 8 * (4096 + 2 * 1024 * 1024))
+        self.assertEqual(ram['bytes-to-shared'], ram['bytes-to-private'])
+        self.assertEqual(ram['private'], 0)
+        self.assertEqual(ram['shared'], ram['size'])
+        self.assertEqual(stats['requests'], 32)
+        self.assertEqual(sum(stats['rejected'].values()), 0)
 
-    def bad_request(self, case):
+    def bad_request(self, case, conversion):
         """
-        Run one convert_bad case; return (the guest's answer or None if it
-        got none, the VM's run state once the request was handled).
+        Run one convert_bad case with the given conversion path; return
+        (the guest's answer or None if it got none, the VM's run state once
+        the request was handled).
         """
-        log = self.boot('convert_bad case=%d checkpoints=1' % case)
+        log = self.boot('convert_bad case=%d checkpoints=1' % case,
+                        conversion=conversion)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             log.poll()
@@ -97,48 +113,54 @@ class SwProtectedVm(QemuSystemTest):
                    for l in log.lines):
                 # The guest got its answer and waits for an NMI.
                 status = self.vm.cmd('query-status')['status']
+                self.stats = self.vm.cmd('query-guest-memfd')
                 self.vm.cmd('inject-nmi')
                 self.finish(log)
-                return parse_fields(log.info('convert_bad')[0]), status
+                return parse_fields(log.info('convert_bad')[0])['ret'], status
             status = self.vm.cmd('query-status')['status']
             if status != 'running':
                 return None, status
             time.sleep(0.1)
         self.fail('no answer and no stop in %ds' % self.timeout)
 
-    # Upstream's path (kvm_convert_memory) as of QEMU 10.2.2: the baseline
-    # that the conversion manager improves on. KVM itself answers requests
-    # it can reject without userspace (-KVM_EINVAL = -22); everything else
-    # reaches QEMU, which either converts, ignoring what it does not check,
-    # or stops the whole VM.
 
-    def test_bad_unaligned_rejected_by_kvm(self):
-        answer, status = self.bad_request(0)
-        self.assertEqual((answer['ret'], status), ('-22', 'running'))
+# tests/guest/tests_convert.c convert_bad cases, with what the guest gets
+# back from the conversion manager (and the reject class query-guest-memfd
+# counts, when the request reached QEMU), and what QEMU 10.2.2's own path
+# (guest-memfd-conversion=legacy) does: the baseline. KVM answers requests
+# it can refuse without userspace itself (-KVM_EINVAL = -22); the rest
+# reach QEMU. Legacy QEMU converts what it does not check, and stops the
+# whole VM on what it cannot handle.
+BAD_REQUESTS = [
+    # case, name,            manager (ret, class),        legacy (ret, state)
+    (0, 'unaligned',      ('-22', None),              ('-22', 'running')),
+    (1, 'zero_pages',     ('-22', None),              ('-22', 'running')),
+    (2, 'overflow',       ('-22', 'overflow'),        (None, 'internal-error')),
+    (3, 'beyond_ram',     ('-14', 'not-guest-memfd'), (None, 'internal-error')),
+    (4, 'mmio',           ('-14', 'not-guest-memfd'), (None, 'internal-error')),
+    (5, 'reserved_attrs', ('-22', 'reserved-bits'),   ('0', 'running')),
+    (6, 'hint_mismatch',  ('-22', 'page-size-hint'),  ('0', 'running')),
+]
 
-    def test_bad_zero_pages_rejected_by_kvm(self):
-        answer, status = self.bad_request(1)
-        self.assertEqual((answer['ret'], status), ('-22', 'running'))
 
-    def test_bad_overflow_rejected_by_kvm(self):
-        answer, status = self.bad_request(2)
-        self.assertEqual((answer['ret'], status), ('-22', 'running'))
+def _bad_request_tests(case, name, manager, legacy):
+    def test_manager(self):
+        ret, status = self.bad_request(case, 'manager')
+        self.assertEqual((ret, status), (manager[0], 'running'))
+        rejected = self.stats['rejected']
+        if manager[1]:
+            self.assertEqual(rejected[manager[1]], 1)
+        self.assertEqual(sum(rejected.values()), 1 if manager[1] else 0)
 
-    def test_bad_beyond_ram_stops_vm(self):
-        answer, status = self.bad_request(3)
-        self.assertEqual((answer, status), (None, 'internal-error'))
+    def test_legacy(self):
+        self.assertEqual(self.bad_request(case, 'legacy'), legacy)
 
-    def test_bad_mmio_stops_vm(self):
-        answer, status = self.bad_request(4)
-        self.assertEqual((answer, status), (None, 'internal-error'))
+    setattr(SwProtectedVm, 'test_bad_%s_manager' % name, test_manager)
+    setattr(SwProtectedVm, 'test_bad_%s_legacy_baseline' % name, test_legacy)
 
-    def test_bad_reserved_attrs_accepted(self):
-        answer, status = self.bad_request(5)
-        self.assertEqual((answer['ret'], status), ('0', 'running'))
 
-    def test_bad_hint_mismatch_accepted(self):
-        answer, status = self.bad_request(6)
-        self.assertEqual((answer['ret'], status), ('0', 'running'))
+for _case in BAD_REQUESTS:
+    _bad_request_tests(*_case)
 
 
 if __name__ == '__main__':
