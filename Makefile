@@ -5,6 +5,7 @@
 #   make check   unit and functional tests, the nested rig tier included;
 #                ends with "N passed, N failed, N skipped"
 #   make check-rig  only the nested rig tier
+#   make bench   conversion rates in the nested rig, side by side
 #   make build   just build qemu-system-x86_64 (and the test guest)
 
 CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
@@ -31,8 +32,12 @@ run: build
 check: build
 	@build-aux/check.sh
 
+# Conversions per second: bare ioctls, upstream's path, the manager.
+bench: build
+	@build-aux/bench.sh
+
 # Only the nested-rig tier (real KVM_X86_SW_PROTECTED_VM under TCG).
 check-rig: build
 	@build-aux/check.sh gmem_rig
 
-.PHONY: all deps build run check check-rig
+.PHONY: all deps build run check check-rig bench

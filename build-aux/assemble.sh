@@ -55,8 +55,19 @@ mkdir -p "$src"
 # version back, or is deleted if upstream has none.
 if ! cmp -s "$manifest.new" "$manifest" ||
    [ "$(cat "$src/.fork-stamp" 2>/dev/null)" != "$stamp" ]; then
-    sed 's|^|/|' "$manifest.new" > "$cache/overlay.exclude"
+    # Also our directories that upstream lacks, so --delete leaves them be.
+    { sed 's|^|/|' "$manifest.new"
+      sed -n 's|/[^/]*$||p' "$manifest.new" | sort -u | while read -r d; do
+          [ -d "$staging/$d" ] || echo "/$d/"
+      done; } > "$cache/overlay.exclude"
     rsync -rlc --delete --exclude-from="$cache/overlay.exclude" "$staging/" "$src/"
+fi
+# Files that left the overlay and that upstream lacks: rsync skips our own
+# directories, so remove them here.
+if [ -f "$manifest" ]; then
+    LC_ALL=C comm -23 "$manifest" "$manifest.new" | while read -r f; do
+        [ -e "$staging/$f" ] || rm -f "$src/$f"
+    done
 fi
 # Our side: by content, every time (cheap: a few hundred files at most).
 rsync -rlc --files-from="$manifest.new" "$repo/" "$src/"

@@ -221,3 +221,43 @@ GUEST_TEST_EXPLICIT(convert_bad, "issue one bad MAP_GPA_RANGE request "
     test_checkpoint("answered");
     return TEST_PASS;
 }
+
+/*
+ * Conversions only, for timing: count=N private+shared round trips of
+ * chunk=BYTES, cycling through a 64 MiB window, touching no data. With
+ * checkpoints=1 it stops before and after, so the host can time the loop
+ * with its own clock.
+ */
+GUEST_TEST_EXPLICIT(convert_bench, "time count= round trips of chunk= bytes "
+                    "(no data written); checkpoints around the loop")
+{
+    uint64_t chunk = arg_u64("chunk", 4 * KiB);
+    uint64_t count = arg_u64("count", 256);
+    uint64_t window = 64 * MiB;
+    uint64_t base = window_base(window), t0;
+    long ret;
+
+    if (!base) {
+        return test_fail("no free RAM window of %lu bytes", window);
+    }
+    if (!chunk || chunk % (4 * KiB) || window % chunk) {
+        return test_fail("chunk must be a multiple of 4 KiB dividing 64 MiB");
+    }
+    test_checkpoint("phase=start chunk=%lu count=%lu", chunk, count);
+    t0 = rdtsc();
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t gpa = base + (i * chunk) % window;
+
+        ret = convert_private(gpa, chunk);
+        if (!ret) {
+            ret = convert_shared(gpa, chunk);
+        }
+        if (ret) {
+            return test_fail("round %lu at 0x%lx: %ld", i, gpa, ret);
+        }
+    }
+    test_info("chunk=%lu conversions=%lu tsc=%lu", chunk, 2 * count,
+              rdtsc() - t0);
+    test_checkpoint("phase=end");
+    return TEST_PASS;
+}

@@ -18,7 +18,8 @@ modules_wanted="9pnet_virtio 9p kvm-amd"
 # scripts would not catch on its own.
 kvm_recipe=1
 
-sig=$(cat "$here/setup.sh" "$here/init.sh" "$here/kvm-probe.c" | sha256sum | cut -d' ' -f1)
+bare_src=$here/../bench/gmem-convert-bare.c
+sig=$(cat "$here/setup.sh" "$here/init.sh" "$here/kvm-probe.c" "$bare_src" | sha256sum | cut -d' ' -f1)
 ready() {
     [ -z "${RIG_REFRESH:-}" ] && [ -s "$rig/version" ] &&
     [ "$(cat "$rig/stamp" 2> /dev/null)" = "$(cat "$rig/version") $sig" ] &&
@@ -215,6 +216,11 @@ inc=$work/root/usr/include
 gcc -static -O2 -Wall -Wextra -I "$inc/x86_64-linux-gnu" -I "$inc" \
     -o "$rig/kvm-probe.tmp" "$here/kvm-probe.c" >> "$log" 2>&1 || die "building kvm-probe failed"
 mv "$rig/kvm-probe.tmp" "$rig/kvm-probe"
+# make bench's bare-ioctl harness, against the same headers.
+gcc -static -O2 -Wall -Wextra -I "$inc/x86_64-linux-gnu" -I "$inc" \
+    -o "$rig/gmem-convert-bare.tmp" "$bare_src" >> "$log" 2>&1 ||
+    die "building gmem-convert-bare failed"
+mv "$rig/gmem-convert-bare.tmp" "$rig/gmem-convert-bare"
 
 rm -rf "$work"
 echo "$kver $debver $sig" > "$rig/stamp"
