@@ -178,6 +178,57 @@ wait_nmi_hlt:
 2:  movb $0, nmi_seen(%rip)
     ret
 
+/*
+ * Application processors: the BSP copies ap_trampoline to AP_TRAMPOLINE
+ * (below 1 MiB, page aligned) and sends INIT-SIPI-SIPI. Each AP goes from
+ * real mode straight to long mode on the BSP's page tables and GDT, takes
+ * the next stack and calls ap_main(index).
+ */
+    .code16
+    .globl ap_trampoline, ap_trampoline_end
+ap_trampoline:
+    cli
+    movw %cs, %ax
+    movw %ax, %ds
+    lgdtl ap_gdtr - ap_trampoline
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $(1 << 8), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000001, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $ap_long_mode
+    .balign 4
+ap_gdtr:
+    .word gdt_end - gdt - 1
+    .long gdt
+ap_trampoline_end:
+
+    .code64
+ap_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movl $1, %edi
+    lock xaddl %edi, ap_next_index(%rip)  /* edi = 1, 2, ... */
+    movq %rdi, %rsp
+    shlq $14, %rsp                        /* AP_STACK_SIZE */
+    addq $ap_stacks, %rsp
+    call ap_main
+4:  cli
+    hlt
+    jmp 4b
+
     .section .rodata
     .balign 8
 gdt:
@@ -193,6 +244,9 @@ gdt_descriptor:
     .globl pvh_start_info
 pvh_start_info:
     .long 0
+    .globl ap_next_index
+ap_next_index:
+    .long 1
 
     .bss
     .balign 4096
@@ -206,3 +260,8 @@ pds:
 boot_stack:
     .skip STACK_SIZE
 boot_stack_top:
+    /* AP i (1..MAX_CPUS-1) uses [ap_stacks + (i-1)*16K, ap_stacks + i*16K) */
+    .balign 16
+    .globl ap_stacks
+ap_stacks:
+    .skip 16384 * 15

@@ -73,6 +73,16 @@ struct ram_range {
 int test_ram_ranges(struct ram_range *out, int max);
 uint64_t identity_map_limit(void);
 
+/*
+ * Several vCPUs: smp_start(n) brings n - 1 application processors online
+ * (returns how many CPUs run in all); smp_run(fn, arg) runs fn(cpu, arg)
+ * on every online CPU at once, the BSP as cpu 0, and returns when all
+ * are done.
+ */
+#define MAX_CPUS 16
+int smp_start(int cpus);
+void smp_run(void (*fn)(int cpu, void *arg), void *arg);
+
 /* Port I/O and output. */
 static inline void outb(uint16_t port, uint8_t v)
 {

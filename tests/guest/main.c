@@ -50,6 +50,9 @@ volatile uint8_t nmi_seen;
 
 static const struct hvm_start_info *start_info;
 static char cmdline[1024];
+/* Copies: low memory is reused (e.g. for the AP trampoline). */
+static struct hvm_memmap_entry memmap[64];
+static uint32_t memmap_entries;
 static const struct guest_test *current_test;
 static char result_reason[256];
 
@@ -68,13 +71,18 @@ static struct {
     uint32_t offset_hi, zero;
 } __attribute__((packed)) idt[22];
 
-void idt_init(void)
+void idt_load(void)
 {
     struct {
         uint16_t limit;
         uint64_t base;
     } __attribute__((packed)) desc = { sizeof(idt) - 1, (uintptr_t)idt };
 
+    asm volatile("lidt %0" : : "m"(desc));
+}
+
+void idt_init(void)
+{
     for (int v = 0; v < 22; v++) {
         uint64_t handler = (uintptr_t)trap_stubs + 16 * v;
 
@@ -84,7 +92,7 @@ void idt_init(void)
         idt[v].offset_mid = handler >> 16;
         idt[v].offset_hi = handler >> 32;
     }
-    asm volatile("lidt %0" : : "m"(desc));
+    idt_load();
 }
 
 void trap(struct trap_frame *f)
@@ -195,15 +203,11 @@ uint64_t arg_u64(const char *key, uint64_t def)
 
 int test_ram_ranges(struct ram_range *out, int max)
 {
-    const struct hvm_memmap_entry *map;
+    const struct hvm_memmap_entry *map = memmap;
     uint64_t floor = ALIGN_UP((uintptr_t)__image_end, 2 * MiB);
     int n = 0;
 
-    if (start_info->version < 1) {
-        return 0;
-    }
-    map = (const void *)(uintptr_t)start_info->memmap_paddr;
-    for (uint32_t i = 0; i < start_info->memmap_entries && n < max; i++) {
+    for (uint32_t i = 0; i < memmap_entries && n < max; i++) {
         uint64_t start = map[i].addr, end = map[i].addr + map[i].size;
 
         if (map[i].type != E820_RAM) {
@@ -222,16 +226,11 @@ int test_ram_ranges(struct ram_range *out, int max)
 
 static uint64_t ram_total(void)
 {
-    const struct hvm_memmap_entry *map;
     uint64_t total = 0;
 
-    if (start_info->version < 1) {
-        return 0;
-    }
-    map = (const void *)(uintptr_t)start_info->memmap_paddr;
-    for (uint32_t i = 0; i < start_info->memmap_entries; i++) {
-        if (map[i].type == E820_RAM) {
-            total += map[i].size;
+    for (uint32_t i = 0; i < memmap_entries; i++) {
+        if (memmap[i].type == E820_RAM) {
+            total += memmap[i].size;
         }
     }
     return total;
@@ -288,6 +287,14 @@ void guest_main(uint32_t start_info_pa)
         n = n < sizeof(cmdline) - 1 ? n : sizeof(cmdline) - 1;
         memcpy(cmdline, c, n);
         cmdline[n] = '\0';
+    }
+    if (start_info->version >= 1) {
+        memmap_entries = start_info->memmap_entries;
+        if (memmap_entries > sizeof(memmap) / sizeof(memmap[0])) {
+            memmap_entries = sizeof(memmap) / sizeof(memmap[0]);
+        }
+        memcpy(memmap, (const void *)(uintptr_t)start_info->memmap_paddr,
+               memmap_entries * sizeof(memmap[0]));
     }
 
     cpuid(0x40000000, 0, r);

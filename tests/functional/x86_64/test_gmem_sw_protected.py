@@ -98,6 +98,37 @@ class SwProtectedVm(QemuSystemTest):
         self.assertEqual(stats['requests'], 32)
         self.assertEqual(sum(stats['rejected'].values()), 0)
 
+    def vcpus_convert_disjoint_ranges(self, cpus, conversion):
+        log = self.boot('smp_online,convert_smp,hold cpus=%d rounds=16 '
+                        'checkpoints=1' % cpus, smp=cpus,
+                        conversion=conversion)
+        self.checkpoint(log, 'hold')
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results(), {'smp_online': ('PASS', ''),
+                                         'convert_smp': ('PASS', ''),
+                                         'hold': ('PASS', '')})
+        self.assertEqual(log.info('convert_smp'),
+                         ['cpus=%d conversions=%d' % (cpus, 32 * cpus)])
+        return [b for b in stats['blocks'] if b['id'] == 'pc.ram'][0]
+
+    def test_two_vcpus_convert_disjoint_ranges(self):
+        ram = self.vcpus_convert_disjoint_ranges(2, 'manager')
+        self.assertEqual(ram['conversions-to-private'], 32)
+        self.assertEqual(ram['conversions-to-shared'], 32)
+        self.assertEqual(ram['private'], 0)
+
+    def test_four_vcpus_convert_disjoint_ranges(self):
+        ram = self.vcpus_convert_disjoint_ranges(4, 'manager')
+        self.assertEqual(ram['conversions-to-private'], 64)
+        self.assertEqual(ram['conversions-to-shared'], 64)
+
+    def test_two_vcpus_legacy_baseline(self):
+        # The legacy path keeps no statistics, but does convert.
+        ram = self.vcpus_convert_disjoint_ranges(2, 'legacy')
+        self.assertEqual(ram['conversions-to-private'], 0)
+
     def bad_request(self, case, conversion):
         """
         Run one convert_bad case with the given conversion path; return

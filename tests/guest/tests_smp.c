@@ -1,0 +1,121 @@
+/*
+ * Test guest: several vCPUs at once. cpus=N on the command line says how
+ * many the VM has (-smp N).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "hypercall.h"
+
+static enum test_result start_cpus(int *n)
+{
+    int want = arg_u64("cpus", 2);
+
+    *n = smp_start(want);
+    if (*n != want) {
+        return test_fail("%d of %d CPUs came online", *n, want);
+    }
+    return TEST_PASS;
+}
+
+static volatile uint64_t seen[MAX_CPUS];
+
+static void say_here(int cpu, void *arg)
+{
+    seen[cpu] = (uint64_t)(uintptr_t)arg + cpu;
+}
+
+GUEST_TEST_EXPLICIT(smp_online, "bring cpus= vCPUs online and run code on "
+                    "each")
+{
+    int n;
+    enum test_result r = start_cpus(&n);
+
+    if (r) {
+        return r;
+    }
+    smp_run(say_here, (void *)0x1000);
+    for (int i = 0; i < n; i++) {
+        if (seen[i] != 0x1000 + (uint64_t)i) {
+            return test_fail("cpu %d did not run", i);
+        }
+    }
+    test_info("cpus=%d", n);
+    return TEST_PASS;
+}
+
+/* What one CPU did in convert_smp; failures are counted, not fatal. */
+static struct {
+    uint64_t conversions;
+    uint64_t failures;
+    uint64_t data_errors;
+    long first_ret;
+} smp_result[MAX_CPUS];
+
+static uint64_t smp_word(uint64_t gpa, int cpu, uint64_t round)
+{
+    return gpa * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)cpu << 56) ^ round;
+}
+
+/*
+ * Each CPU owns a disjoint 4 MiB window and cycles its 4 KiB and 2 MiB
+ * chunks through private and shared, writing and checking its own data
+ * in each state, while the others do the same.
+ */
+static void convert_own_window(int cpu, void *arg)
+{
+    uint64_t base = (uint64_t)(uintptr_t)arg + (uint64_t)cpu * 4 * MiB;
+    uint64_t rounds = arg_u64("rounds", 8);
+
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t chunk = (i & 1) ? 2 * MiB : 4 * KiB;
+        uint64_t gpa = base + ((i & 1) ? 2 * MiB : (i % 256) * 4 * KiB);
+        long ret = convert_private(gpa, chunk);
+
+        smp_result[cpu].conversions++;
+        if (!ret) {
+            for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
+                *(volatile uint64_t *)a = smp_word(a, cpu, i);
+            }
+            for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
+                smp_result[cpu].data_errors +=
+                    *(volatile uint64_t *)a != smp_word(a, cpu, i);
+            }
+            ret = convert_shared(gpa, chunk);
+            smp_result[cpu].conversions++;
+        }
+        if (ret) {
+            if (!smp_result[cpu].failures++) {
+                smp_result[cpu].first_ret = ret;
+            }
+        }
+    }
+}
+
+GUEST_TEST_EXPLICIT(convert_smp, "cpus= vCPUs convert disjoint windows at "
+                    "once, each checking its own data (rounds=)")
+{
+    struct ram_range r[16];
+    int n, ranges = test_ram_ranges(r, 16);
+    uint64_t base, total = 0;
+    enum test_result res = start_cpus(&n);
+
+    if (res) {
+        return res;
+    }
+    base = ranges ? ALIGN_UP(r[0].start, 2 * MiB) : 0;
+    if (!ranges || base + (uint64_t)n * 4 * MiB > r[0].end) {
+        return test_fail("not enough free RAM for %d windows of 4 MiB", n);
+    }
+    smp_run(convert_own_window, (void *)(uintptr_t)base);
+    for (int i = 0; i < n; i++) {
+        total += smp_result[i].conversions;
+        if (smp_result[i].failures || smp_result[i].data_errors) {
+            return test_fail("cpu %d: %lu failed conversions (first %ld), "
+                             "%lu data errors", i, smp_result[i].failures,
+                             smp_result[i].first_ret,
+                             smp_result[i].data_errors);
+        }
+    }
+    test_info("cpus=%d conversions=%lu", n, total);
+    return TEST_PASS;
+}
