@@ -17,6 +17,13 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     return NULL;
 }
 
+void qmp_guest_memfd_convert(uint64_t gpa, uint64_t size, bool private,
+                             Error **errp)
+{
+    error_setg(errp, "guest_memfd needs KVM, which this QEMU was built "
+               "without");
+}
+
 void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
 {
     monitor_printf(mon, "guest_memfd needs KVM, which this QEMU was built "

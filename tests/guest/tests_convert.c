@@ -261,3 +261,28 @@ GUEST_TEST_EXPLICIT(convert_bench, "time count= round trips of chunk= bytes "
     test_checkpoint("phase=end");
     return TEST_PASS;
 }
+
+/*
+ * One conversion the host asks for: gpa=, size= (default: 2 MiB at the
+ * window base), private=1|0. Writes the secret pattern when the range is
+ * private, so the host can look for it.
+ */
+GUEST_TEST_EXPLICIT(convert_range, "convert gpa= size= to private=1 (or 0) "
+                    "and leave it so; private ranges get the secret pattern")
+{
+    uint64_t size = arg_u64("size", 2 * MiB);
+    uint64_t gpa = arg_u64("gpa", 0) ? arg_u64("gpa", 0) : window_base(size);
+    bool to_private = arg_u64("private", 1);
+    long ret = to_private ? convert_private(gpa, size)
+                          : convert_shared(gpa, size);
+
+    test_info("gpa=0x%lx size=0x%lx private=%d ret=%ld", gpa, size,
+              to_private, ret);
+    if (ret) {
+        return test_fail("map_gpa_range returned %ld", ret);
+    }
+    if (to_private) {
+        fill(gpa, size, secret_word);
+    }
+    return TEST_PASS;
+}

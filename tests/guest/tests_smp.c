@@ -119,3 +119,72 @@ GUEST_TEST_EXPLICIT(convert_smp, "cpus= vCPUs convert disjoint windows at "
     test_info("cpus=%d conversions=%lu", n, total);
     return TEST_PASS;
 }
+
+static struct {
+    uint64_t ok;
+    uint64_t failed;
+    long first_ret;
+} race_result[MAX_CPUS];
+
+/*
+ * Every CPU converts the same 2 MiB range, in 4 KiB pages and whole, in
+ * both directions, as fast as it can: requests overlap all the time. The
+ * data is anyone's; what must hold is that every valid request succeeds
+ * and the host's record ends consistent.
+ */
+static void convert_same_range(int cpu, void *arg)
+{
+    uint64_t base = (uint64_t)(uintptr_t)arg;
+    uint64_t rounds = arg_u64("rounds", 32);
+
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t page = base + ((i * 7 + cpu * 131) % 512) * 4 * KiB;
+        long ret;
+
+        switch ((i + cpu) % 4) {
+        case 0: ret = convert_private(base, 2 * MiB); break;
+        case 1: ret = convert_shared(page, 4 * KiB); break;
+        case 2: ret = convert_private(page, 4 * KiB); break;
+        default: ret = convert_shared(base, 2 * MiB); break;
+        }
+        if (ret) {
+            if (!race_result[cpu].failed++) {
+                race_result[cpu].first_ret = ret;
+            }
+        } else {
+            race_result[cpu].ok++;
+        }
+    }
+}
+
+GUEST_TEST_EXPLICIT(convert_race, "cpus= vCPUs convert one overlapping "
+                    "2 MiB range at once (rounds=), then it is made shared")
+{
+    struct ram_range r[16];
+    int n, ranges = test_ram_ranges(r, 16);
+    uint64_t base, ok = 0;
+    enum test_result res = start_cpus(&n);
+    long ret;
+
+    if (res) {
+        return res;
+    }
+    if (!ranges) {
+        return test_fail("no free RAM");
+    }
+    base = ALIGN_UP(r[0].start, 2 * MiB);
+    smp_run(convert_same_range, (void *)(uintptr_t)base);
+    for (int i = 0; i < n; i++) {
+        ok += race_result[i].ok;
+        if (race_result[i].failed) {
+            return test_fail("cpu %d: %lu requests failed (first %ld)", i,
+                             race_result[i].failed, race_result[i].first_ret);
+        }
+    }
+    ret = convert_shared(base, 2 * MiB);
+    if (ret) {
+        return test_fail("final conversion to shared returned %ld", ret);
+    }
+    test_info("cpus=%d requests=%lu base=0x%lx", n, ok + 1, base);
+    return TEST_PASS;
+}

@@ -7,6 +7,8 @@
  * of new memslots (launch).
  *
  * Invariants, under gmem.lock:
+ *  - the RamBlockAttributes bitmap is the record of the state: KVM's
+ *    attributes are made to follow it, never the other way round;
  *  - for every guest_memfd-backed RAMBlock, its RamBlockAttributes bitmap
  *    (bit set = shared) equals the KVM memory attributes of the guest
  *    physical ranges that map it, outside a conversion in progress;
@@ -35,6 +37,7 @@
 #include "system/kvm.h"
 #include "system/kvm-gmem.h"
 #include "system/ramblock.h"
+#include "system/reset.h"
 #include "gmem-request.h"
 #include "trace.h"
 
@@ -47,6 +50,14 @@ typedef struct KvmGmemBlock {
     uint64_t bytes_to_shared;
     QLIST_ENTRY(KvmGmemBlock) next;
 } KvmGmemBlock;
+
+/* A guest_memfd-backed memslot as KVM knows it. */
+typedef struct KvmGmemSlot {
+    RAMBlock *rb;
+    uint64_t gpa;
+    uint64_t offset;            /* in rb */
+    uint64_t size;
+} KvmGmemSlot;
 
 /* A part of a request that lies in one RAMBlock. */
 typedef struct KvmGmemPiece {
@@ -65,6 +76,7 @@ static struct {
     uint64_t requests;
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     QLIST_HEAD(, KvmGmemBlock) blocks;
+    GArray *slots;              /* KvmGmemSlot, every one ever added */
 } gmem;
 
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
@@ -97,29 +109,95 @@ static KvmGmemBlock *gmem_block(RAMBlock *rb)
     return b;
 }
 
+/* Make KVM's attributes of a memslot follow the bitmap, run by run. */
+static int gmem_apply_bitmap(const KvmGmemSlot *slot)
+{
+    RamBlockAttributes *attr = slot->rb->attributes;
+    const uint64_t bs = qemu_real_host_page_size();
+    unsigned long bit = slot->offset / bs;
+    const unsigned long end = (slot->offset + slot->size) / bs;
+
+    while (bit < end) {
+        bool shared = test_bit(bit, attr->bitmap);
+        unsigned long next = shared ? find_next_zero_bit(attr->bitmap, end, bit)
+                                    : find_next_bit(attr->bitmap, end, bit);
+        uint64_t gpa = slot->gpa + bit * bs - slot->offset;
+        uint64_t size = (next - bit) * bs;
+        int ret = shared ? kvm_set_memory_attributes_shared(gpa, size)
+                         : kvm_set_memory_attributes_private(gpa, size);
+
+        if (ret) {
+            return ret;
+        }
+        bit = next;
+    }
+    return 0;
+}
+
+static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
+                                         bool to_private);
+
+/*
+ * System reset: memory goes back to the state the machine started with,
+ * through the ordinary conversion steps. Only for guests that boot from
+ * shared memory; SEV-SNP and TDX guests are relaunched, not reset.
+ */
+static void gmem_reset(void *opaque)
+{
+    QEMU_LOCK_GUARD(&gmem.lock);
+    if (!gmem.initially_shared) {
+        return;
+    }
+    for (guint i = 0; i < gmem.slots->len; i++) {
+        KvmGmemSlot *slot = &g_array_index(gmem.slots, KvmGmemSlot, i);
+        KvmGmemReject r = gmem_convert_locked(slot->gpa, slot->size, false);
+
+        trace_kvm_gmem_reset(slot->gpa, slot->size, kvm_gmem_reject_name(r));
+    }
+}
+
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host)
 {
-    RAMBlock *rb = mr->ram_block;
-    uint64_t offset = (uint8_t *)host - rb->host;
+    KvmGmemSlot slot = {
+        .rb = mr->ram_block,
+        .gpa = start,
+        .offset = (uint8_t *)host - mr->ram_block->host,
+        .size = size,
+    };
+    bool seen = false;
     int ret;
 
     QEMU_LOCK_GUARD(&gmem.lock);
-    gmem_block(rb);
-    trace_kvm_gmem_slot_added(start, size, offset,
-                              gmem.initially_shared ? "shared" : "private");
-    if (gmem.initially_shared) {
+    if (!gmem.slots) {
+        gmem.slots = g_array_new(false, false, sizeof(KvmGmemSlot));
+        qemu_register_reset(gmem_reset, NULL);
+    }
+    for (guint i = 0; i < gmem.slots->len; i++) {
+        KvmGmemSlot *s = &g_array_index(gmem.slots, KvmGmemSlot, i);
+
+        seen |= !memcmp(s, &slot, sizeof(slot));
+    }
+    gmem_block(slot.rb);
+    if (seen) {
+        /* The layout changed and the slot came back: restore its state. */
+        trace_kvm_gmem_slot_added(start, size, slot.offset, "as recorded");
+        ret = gmem_apply_bitmap(&slot);
+    } else if (gmem.initially_shared) {
+        g_array_append_val(gmem.slots, slot);
+        trace_kvm_gmem_slot_added(start, size, slot.offset, "shared");
         /* KVM attributes start at 0 (shared): only the bitmap learns it. */
-        ret = ram_block_attributes_state_change(rb->attributes, offset, size,
-                                                false);
+        ret = ram_block_attributes_state_change(slot.rb->attributes,
+                                                slot.offset, size, false);
     } else {
+        g_array_append_val(gmem.slots, slot);
+        trace_kvm_gmem_slot_added(start, size, slot.offset, "private");
         /* RamBlockAttributes starts all private: only KVM learns it. */
         ret = kvm_set_memory_attributes_private(start, size);
     }
     if (ret) {
         error_report("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64
-                     ": cannot set its initial %s state: %s", start, size,
-                     gmem.initially_shared ? "shared" : "private",
+                     ": cannot set its attributes: %s", start, size,
                      strerror(-ret));
         exit(1);
     }
@@ -285,8 +363,6 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
         }
         memory_region_unref(p->mr);
     }
-    gmem.requests++;
-    gmem.failures[r]++;
     return r;
 }
 
@@ -297,6 +373,8 @@ static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
 
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
         r = gmem_convert_locked(gpa, size, to_private);
+        gmem.requests++;
+        gmem.failures[r]++;
     }
     trace_kvm_gmem_convert(source, gpa, size,
                            to_private ? "private" : "shared",
@@ -352,6 +430,24 @@ int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
         return -EFAULT;
     }
     return 0;
+}
+
+void qmp_guest_memfd_convert(uint64_t gpa, uint64_t size, bool private,
+                             Error **errp)
+{
+    KvmGmemReject r;
+
+    if (kvm_gmem_legacy()) {
+        error_setg(errp, "guest-memfd-convert needs the conversion manager "
+                   "(-accel kvm,guest-memfd-conversion=manager)");
+        return;
+    }
+    r = gmem_convert(gpa, size, private, "qmp");
+    if (r) {
+        error_setg(errp, "cannot make 0x%" PRIx64 " +0x%" PRIx64 " %s: %s",
+                   gpa, size, private ? "private" : "shared",
+                   kvm_gmem_reject_name(r));
+    }
 }
 
 GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)

@@ -22,13 +22,16 @@ def guest_kernel():
     return None
 
 
-def guest_args(kernel, debugcon_path, command_line):
-    """QEMU arguments that boot the test guest with its two ports."""
+def guest_args(kernel, debugcon_path, command_line, reboot=False):
+    """
+    QEMU arguments that boot the test guest with its two ports. Unless
+    @reboot, a reset ends QEMU (-no-reboot), QMP system_reset included.
+    """
     return ['-kernel', kernel, '-append', command_line,
             '-debugcon', 'file:' + debugcon_path,
             '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
-            '-no-reboot', '-display', 'none', '-vga', 'none',
-            '-nodefaults']
+            '-display', 'none', '-vga', 'none', '-nodefaults'] + \
+        ([] if reboot else ['-no-reboot'])
 
 
 def pattern_seed(seed_arg=0):

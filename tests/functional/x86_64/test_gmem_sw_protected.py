@@ -31,12 +31,14 @@ class SwProtectedVm(QemuSystemTest):
         self.set_machine('q35')
         self.require_accelerator('kvm')
 
-    def boot(self, command_line, mem='128M', smp=1, conversion='manager'):
+    def boot(self, command_line, mem='128M', smp=1, conversion='manager',
+             reboot=False, extra=()):
         self.debugcon = os.path.join(self.workdir, 'debugcon.log')
         self.vm.add_args('-accel', 'kvm,guest-memfd-conversion=' + conversion,
-                         '-m', mem, '-smp', str(smp),
+                         '-m', mem, '-smp', str(smp), *extra,
                          *sw_protected_vm_args(),
-                         *guest_args(self.kernel, self.debugcon, command_line))
+                         *guest_args(self.kernel, self.debugcon, command_line,
+                                     reboot))
         self.vm.launch()
         return GuestLog(self.debugcon)
 
@@ -97,6 +99,80 @@ class SwProtectedVm(QemuSystemTest):
         self.assertEqual(ram['shared'], ram['size'])
         self.assertEqual(stats['requests'], 32)
         self.assertEqual(sum(stats['rejected'].values()), 0)
+
+    def pc_ram(self):
+        stats = self.vm.cmd('query-guest-memfd')
+        return [b for b in stats['blocks'] if b['id'] == 'pc.ram'][0]
+
+    def test_reset_returns_memory_to_shared(self):
+        log = self.boot('hold,convert_range,hold checkpoints=1', reboot=True)
+        self.checkpoint(log, 'hold')
+        self.assertEqual(self.pc_ram()['private'], 0)
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'hold')
+        self.assertEqual(self.pc_ram()['private'], 2 << 20)
+        info = parse_fields(log.info('convert_range')[0])
+        gpa = int(info['gpa'], 0)
+        self.vm.cmd('system_reset')
+        # The guest boots again and stops at its first checkpoint.
+        self.checkpoint(log, 'hold')
+        self.assertEqual(self.pc_ram()['private'], 0)
+        self.assertEqual(count_secret_words(self.vm, self.workdir, gpa,
+                                            2 << 20), 0)
+        self.assertEqual(len([l for l in log.lines
+                              if l.startswith('gmem-guest: start')]), 2)
+
+    def test_vcpus_race_on_one_range(self):
+        log = self.boot('convert_race,hold cpus=4 rounds=64 checkpoints=1',
+                        smp=4)
+        self.checkpoint(log, 'hold')
+        ram = self.pc_ram()
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['convert_race'], ('PASS', ''))
+        # Every request was valid; the last one left the range shared.
+        self.assertEqual(sum(stats['rejected'].values()), 0)
+        self.assertEqual(stats['requests'], 4 * 64 + 1)
+        self.assertEqual(ram['private'], 0)
+
+    def test_range_spanning_two_ramblocks(self):
+        # Two NUMA nodes, two RAMBlocks, adjacent in guest physical memory.
+        numa = ['-object', 'memory-backend-ram,id=m0,size=64M',
+                '-object', 'memory-backend-ram,id=m1,size=64M',
+                '-numa', 'node,memdev=m0', '-numa', 'node,memdev=m1']
+        boundary = 64 << 20
+        log = self.boot('convert_range,hold checkpoints=1 gpa=0x%x size=0x4000'
+                        % (boundary - 0x2000), extra=numa)
+        self.checkpoint(log, 'hold')
+        blocks = {b['id']: b for b in
+                  self.vm.cmd('query-guest-memfd')['blocks']}
+        self.assertEqual(blocks['m0']['private'], 0x2000)
+        self.assertEqual(blocks['m1']['private'], 0x2000)
+        self.assertEqual(count_secret_words(self.vm, self.workdir,
+                                            boundary - 0x2000, 0x4000), 0)
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['convert_range'], ('PASS', ''))
+
+    def test_qmp_convert(self):
+        log = self.boot('hold checkpoints=1')
+        self.checkpoint(log, 'hold')
+        self.vm.cmd('guest-memfd-convert', gpa=4 << 20, size=2 << 20,
+                    private=True)
+        self.assertEqual(self.pc_ram()['private'], 2 << 20)
+        self.vm.cmd('guest-memfd-convert', gpa=5 << 20, size=4096,
+                    private=False)
+        self.assertEqual(self.pc_ram()['private'], (2 << 20) - 4096)
+        resp = self.vm.qmp('guest-memfd-convert', gpa=0xfec00000,
+                           size=4096, private=True)
+        self.assertEqual(resp['error']['desc'], 'cannot make 0xfec00000 '
+                         '+0x1000 private: not-guest-memfd')
+        resp = self.vm.qmp('guest-memfd-convert', gpa=4096 + 1, size=4096,
+                           private=True)
+        self.assertIn('unaligned', resp['error']['desc'])
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
 
     def vcpus_convert_disjoint_ranges(self, cpus, conversion):
         log = self.boot('smp_online,convert_smp,hold cpus=%d rounds=16 '
