@@ -1,11 +1,19 @@
 #!/usr/bin/python3
 """make run: boot the test guest under our qemu-system-x86_64 and report.
 
-The guest fills all of its free RAM with an address pattern and checks it;
-QEMU's side then reads the same RAM back through QMP (pmemsave) and checks
-every word again, so both views of guest memory are shown to agree.
+Part 1, host KVM: the guest fills all of its free RAM with an address
+pattern and checks it; QEMU's side then reads the same RAM back through QMP
+(pmemsave) and checks every word again, so both views of guest memory are
+shown to agree.
+
+Part 2, in the nested rig when it can run here (real
+KVM_X86_SW_PROTECTED_VM): a sw-protected guest with two vCPUs converts
+memory back and forth through the conversion manager; QEMU shows that the
+guest's private data never appears in its own mapping, and the run ends
+with the manager's statistics (HMP info guest-memfd).
 """
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,13 +25,99 @@ sys.path[:0] = [os.path.join(cache, 'src', 'python'),
 
 from qemu.machine import QEMUMachine  # noqa: E402
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog,  # noqa: E402
-                                  check_pattern, guest_args, parse_fields,
-                                  parse_ranges)
+                                  check_pattern, count_secret_words,
+                                  guest_args, parse_fields, parse_ranges,
+                                  sw_protected_vm_args)
 
 MEM_MIB = int(os.environ.get('DEMO_MEM_MIB', '512'))
 
 
+def rig_part():
+    """Runs inside the rig (tests/rig/run.sh)."""
+    qemu = os.path.join(cache, 'build', 'qemu-system-x86_64')
+    kernel = os.path.join(cache, 'guest', 'gmem-guest.elf')
+    tests = 'convert_secret,convert_roundtrip_4k,convert_roundtrip_2m,' \
+            'convert_smp,hold'
+    with tempfile.TemporaryDirectory(prefix='qemu-gmem-run-') as tmp:
+        debugcon = os.path.join(tmp, 'debugcon.log')
+        vm = QEMUMachine(qemu, base_temp_dir=tmp)
+        vm.set_machine('q35')
+        vm.add_args('-accel', 'kvm', '-m', '128M', '-smp', '2',
+                    *sw_protected_vm_args(),
+                    *guest_args(kernel, debugcon,
+                                tests + ' checkpoints=1 cpus=2 rounds=8'))
+        vm.launch()
+        log = GuestLog(debugcon)
+        seen = []
+        for _ in range(2):
+            line = log.wait_for('gmem-checkpoint: convert_secret:', vm, 300)
+            f = parse_fields(line.split(': ', 2)[2])
+            base, size = int(f['base'], 0), int(f['size'], 0)
+            seen.append((f['phase'], base, size,
+                         count_secret_words(vm, tmp, base, size)))
+            vm.cmd('inject-nmi')
+        log.wait_for('gmem-checkpoint: hold:', vm, 300)
+        stats = vm.cmd('human-monitor-command',
+                       **{'command-line': 'info guest-memfd'})
+        vm.cmd('inject-nmi')
+        vm.wait(timeout=300)
+        log.poll()
+        status = vm.exitcode()
+
+    print('guest side (sw-protected-vm, 2 vCPUs, KVM_HC_MAP_GPA_RANGE):')
+    results = log.results()
+    for name, (result, reason) in results.items():
+        print('  %-22s %s%s' % (name, result,
+                                ' (%s)' % reason if reason else ''))
+        for info in log.info(name):
+            print('  %-22s   %s' % ('', info))
+    print()
+    print('host side (QEMU reads the range through QMP pmemsave):')
+    for phase, base, size, secret in seen:
+        print('  range 0x%x +0x%x while %s: %d words of the guest\'s secret '
+              'visible' % (base, size, phase, secret))
+    print()
+    print('conversion manager (HMP info guest-memfd):')
+    for line in stats.strip().splitlines():
+        print('  ' + line)
+    print()
+    ok = (status == EXIT_PASSED and results and
+          all(r == 'PASS' for r, _ in results.values()) and
+          not any(s[3] for s in seen))
+    print('result: %s (QEMU exit status %s)' % ('PASS' if ok else 'FAIL',
+                                                 status))
+    return 0 if ok else 1
+
+
+def run_in_rig():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rig = os.path.join(repo, 'tests', 'rig')
+    print()
+    print('=== part 2: private memory in the nested rig ===')
+    if subprocess.run([os.path.join(rig, 'setup.sh'), '-q'],
+                      stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode:
+        print('skipped: the nested rig cannot be set up here '
+              '(tests/rig/setup.sh failed; run it to see why)')
+        return 0
+    print('booting L1 (Debian kernel with KVM_X86_SW_PROTECTED_VM, under '
+          'TCG); our QEMU runs inside it')
+    sys.stdout.flush()
+    env = dict(os.environ, QEMU_BUILD_ROOT='/tmp/gmem-run-build')
+    return subprocess.run([os.path.join(rig, 'run.sh'), '/usr/bin/python3',
+                           os.path.abspath(__file__), '--rig-part'],
+                          env=env).returncode
+
+
 def main():
+    if '--rig-part' in sys.argv:
+        return rig_part()
+    print('=== part 1: the test guest on this machine ===')
+    status = host_part()
+    return run_in_rig() or status
+
+
+def host_part():
     qemu = os.path.join(cache, 'build', 'qemu-system-x86_64')
     kernel = os.path.join(cache, 'guest', 'gmem-guest.elf')
     if os.access('/dev/kvm', os.R_OK | os.W_OK):
