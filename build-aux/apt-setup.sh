@@ -50,19 +50,27 @@ Suites: trixie bookworm
 Components: main
 Signed-By: $key
 EOT
-    # Never let trixie/sid replace bookworm's own packages: only what we ask
-    # for by suite comes from them.
-    cat > /etc/apt/preferences.d/qemu-gmem-extra <<EOT
-Package: *
-Pin: release n=sid
-Pin-Priority: 100
-
-Package: *
-Pin: release n=bookworm-backports
-Pin-Priority: 100
-EOT
     mv "$list.tmp" "$list"
     rm -f "$stamp"
+fi
+
+# Only what we ask for by suite comes from sid (or trixie): below the
+# priority of anything installed (100), so nothing already on the machine,
+# from backports included, is ever "upgraded" to sid on its own.
+prefs=/etc/apt/preferences.d/qemu-gmem-extra
+cat > "$prefs.tmp" <<EOT
+Package: *
+Pin: release n=sid
+Pin-Priority: 50
+
+Package: *
+Pin: release n=trixie
+Pin-Priority: 50
+EOT
+if cmp -s "$prefs.tmp" "$prefs"; then
+    rm -f "$prefs.tmp"
+else
+    mv "$prefs.tmp" "$prefs"
 fi
 
 # One apt-get update per day is enough for a build that pins its versions.

@@ -18,11 +18,12 @@ apt_install build-essential ninja-build pkg-config ccache rsync xz-utils \
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev libslirp-dev \
     libcap-ng-dev libattr1-dev libaio-dev libnuma-dev \
     flex bison
-apt_install meson/bookworm-backports python3-pycotap/bookworm-backports
+apt_install -t bookworm-backports meson python3-pycotap
 
 # Firmware that the +ds source tarball does not ship (SeaBIOS, option ROMs
 # such as pvh.bin and linuxboot_dma.bin), from Debian's packages.
-apt_install seabios qemu-system-data/bookworm-backports
+apt_install seabios
+apt_install -t bookworm-backports qemu-system-data
 
 # Functional tests speak QMP through upstream's python/qemu package, which
 # the assembled tree provides; they need nothing else from outside.

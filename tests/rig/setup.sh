@@ -48,8 +48,9 @@ apt_install() {
 # Module build (kbuild host tools, objtool), probe, initramfs.
 apt_install build-essential bison flex bc libelf-dev libssl-dev kmod xz-utils zstd
 # L0: TCG with SVM+NPT emulation good enough for a nested KVM.
-apt_install qemu-system-x86/bookworm-backports \
-    qemu-system-common/bookworm-backports seabios/bookworm-backports
+# -t resolves its dependencies (seabios, qemu-system-common) from
+# backports too, without downgrading a newer one already installed.
+apt_install -t bookworm-backports qemu-system-x86
 
 log=$rig/setup.log
 : > "$log"
