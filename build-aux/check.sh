@@ -22,6 +22,16 @@ fi
 # before the clock of its meson test starts. If that is impossible here,
 # its test says so and skips.
 if echo "$tests" | grep -q gmem_rig; then
+    case "$cache/" in
+    /tmp/*)
+        # L1 mounts its own tmpfs on /tmp: it could not see the build.
+        QEMU_GMEM_RIG_UNAVAILABLE="the cache $cache is under /tmp, which the rig's L1 replaces with its own tmpfs; set QEMU_GMEM_CACHE elsewhere"
+        export QEMU_GMEM_RIG_UNAVAILABLE
+        echo "check: $QEMU_GMEM_RIG_UNAVAILABLE" >&2
+        ;;
+    esac
+fi
+if echo "$tests" | grep -q gmem_rig && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
     if ! "$repo/tests/rig/setup.sh" -q > "$cache/rig-setup.log" 2>&1; then
         tail -n 5 "$cache/rig-setup.log" >&2
         QEMU_GMEM_RIG_UNAVAILABLE="tests/rig/setup.sh failed, see $cache/rig-setup.log"

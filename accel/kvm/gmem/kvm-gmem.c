@@ -59,6 +59,15 @@ typedef struct KvmGmemSlot {
     uint64_t size;
 } KvmGmemSlot;
 
+/* A stale copy to free: the shared side, or the guest_memfd side. */
+typedef struct KvmGmemDiscard {
+    RAMBlock *rb;
+    uint64_t offset;
+    uint64_t size;
+    bool guest_memfd;
+    QSIMPLEQ_ENTRY(KvmGmemDiscard) next;
+} KvmGmemDiscard;
+
 /* A part of a request that lies in one RAMBlock. */
 typedef struct KvmGmemPiece {
     RAMBlock *rb;
@@ -77,11 +86,20 @@ static struct {
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     QLIST_HEAD(, KvmGmemBlock) blocks;
     GArray *slots;              /* KvmGmemSlot, every one ever added */
-} gmem;
+
+    /* discard=async: stale ranges not freed yet, oldest first. */
+    QSIMPLEQ_HEAD(, KvmGmemDiscard) pending;
+    uint64_t backlog;           /* bytes in pending */
+    QemuCond pending_cond;      /* pending became non-empty */
+    bool worker_started;
+} gmem = {
+    .pending = QSIMPLEQ_HEAD_INITIALIZER(gmem.pending),
+};
 
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 {
     qemu_mutex_init(&gmem.lock);
+    qemu_cond_init(&gmem.pending_cond);
 }
 
 void kvm_gmem_set_initially_shared(bool shared)
@@ -259,6 +277,99 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     return KVM_GMEM_OK;
 }
 
+static void gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
+                             bool guest_memfd)
+{
+    trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
+                           guest_memfd ? "guest_memfd" : "shared");
+    if (guest_memfd) {
+        ram_block_discard_guest_memfd_range(rb, offset, size);
+    } else if (rb->page_size == qemu_real_host_page_size()) {
+        /* Hugetlb backing is preallocated and kept, as upstream does. */
+        ram_block_discard_range(rb, offset, size);
+    }
+}
+
+/*
+ * discard=async: frees queued stale ranges off the vCPU threads, oldest
+ * first. It holds gmem.lock for one discard at a time, so a conversion
+ * never sees a discard half done.
+ */
+static void *gmem_discard_worker(void *opaque)
+{
+    QEMU_LOCK_GUARD(&gmem.lock);
+    for (;;) {
+        KvmGmemDiscard *d;
+
+        while (QSIMPLEQ_EMPTY(&gmem.pending)) {
+            qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
+        }
+        d = QSIMPLEQ_FIRST(&gmem.pending);
+        QSIMPLEQ_REMOVE_HEAD(&gmem.pending, next);
+        gmem_discard_now(d->rb, d->offset, d->size, d->guest_memfd);
+        gmem.backlog -= d->size;
+        g_free(d);
+        /* Let waiting conversions in between discards. */
+        qemu_mutex_unlock(&gmem.lock);
+        qemu_mutex_lock(&gmem.lock);
+    }
+    return NULL;
+}
+
+static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
+                         bool guest_memfd)
+{
+    KvmGmemDiscard *d;
+
+    switch (gmem.discard) {
+    case GUEST_MEMFD_DISCARD_SYNC:
+        gmem_discard_now(rb, offset, size, guest_memfd);
+        return;
+    case GUEST_MEMFD_DISCARD_NONE:
+        return;
+    default:
+        break;
+    }
+    if (!gmem.worker_started) {
+        QemuThread thread;
+
+        qemu_thread_create(&thread, "gmem-discard", gmem_discard_worker,
+                           NULL, QEMU_THREAD_DETACHED);
+        gmem.worker_started = true;
+    }
+    d = g_new(KvmGmemDiscard, 1);
+    *d = (KvmGmemDiscard) {
+        .rb = rb, .offset = offset, .size = size, .guest_memfd = guest_memfd,
+    };
+    QSIMPLEQ_INSERT_TAIL(&gmem.pending, d, next);
+    gmem.backlog += size;
+    qemu_cond_signal(&gmem.pending_cond);
+}
+
+/*
+ * The ordering rule: before [offset, offset + size) of @rb changes state,
+ * every pending discard that overlaps it is done now. A discard queued for
+ * an earlier state can then never land after the guest has put data in
+ * the range's new state.
+ */
+static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
+                                   uint64_t size)
+{
+    KvmGmemDiscard *d, *tmp;
+
+    QSIMPLEQ_FOREACH_SAFE(d, &gmem.pending, next, tmp) {
+        if (d->rb == rb && d->offset < offset + size &&
+            offset < d->offset + d->size) {
+            QSIMPLEQ_REMOVE(&gmem.pending, d, KvmGmemDiscard, next);
+            trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(rb), d->offset,
+                                         d->size);
+            gmem_discard_now(d->rb, d->offset, d->size, d->guest_memfd);
+            gmem.backlog -= d->size;
+            g_free(d);
+        }
+    }
+}
+
 /* Change one run of blocks whose state all differs from the target. */
 static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
                                       uint64_t size, bool to_private)
@@ -268,6 +379,7 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
     int ret;
 
     trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
+    gmem_flush_overlapping(p->rb, offset, size);
     if (to_private) {
         /* Listeners drop the range while QEMU may still map it. */
         ram_block_attributes_state_change(attr, offset, size, true);
@@ -276,22 +388,13 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
             ram_block_attributes_state_change(attr, offset, size, false);
             return KVM_GMEM_REJECT_KVM;
         }
-        /*
-         * The shared copy is stale now. Hugetlb backing is preallocated
-         * and not discarded (as upstream does).
-         */
-        if (gmem.discard == GUEST_MEMFD_DISCARD_SYNC &&
-            p->rb->page_size == qemu_real_host_page_size()) {
-            ram_block_discard_range(p->rb, offset, size);
-        }
+        gmem_discard(p->rb, offset, size, false);   /* shared copy */
     } else {
         ret = kvm_set_memory_attributes_shared(gpa, size);
         if (ret) {
             return KVM_GMEM_REJECT_KVM;
         }
-        if (gmem.discard == GUEST_MEMFD_DISCARD_SYNC) {
-            ram_block_discard_guest_memfd_range(p->rb, offset, size);
-        }
+        gmem_discard(p->rb, offset, size, true);    /* private copy */
         ram_block_attributes_state_change(attr, offset, size, false);
     }
     return KVM_GMEM_OK;
@@ -469,7 +572,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     info->rejected->page_size_hint = gmem.failures[KVM_GMEM_REJECT_HINT];
     info->rejected->not_guest_memfd = gmem.failures[KVM_GMEM_REJECT_NOT_GMEM];
     info->rejected->kvm = gmem.failures[KVM_GMEM_REJECT_KVM];
-    info->discard_backlog = 0;      /* discards are synchronous */
+    info->discard_backlog = gmem.backlog;
 
     QLIST_FOREACH(b, &gmem.blocks, next) {
         GuestMemfdBlockInfo *bi = g_new0(GuestMemfdBlockInfo, 1);
@@ -562,6 +665,7 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
                                    gmem_get_discard, gmem_set_discard);
     object_class_property_set_description(oc, "guest-memfd-discard",
         "What a conversion does with the side that became stale: 'sync' "
-        "(default: free it before answering) or 'none' (keep it; uses "
-        "up to twice the memory)");
+        "(default: free it before answering), 'async' (free it from a "
+        "worker thread, soon after) or 'none' (keep it; uses up to twice "
+        "the memory)");
 }
