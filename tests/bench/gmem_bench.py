@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 #
-# make bench: conversions per second, side by side, in one run inside the
-# nested rig (real KVM_X86_SW_PROTECTED_VM):
-#   bare     - gmem-convert-bare: the KVM work alone (the physical limit)
-#   legacy   - the test guest through QEMU 10.2.2's conversion path
-#   manager  - the test guest through the conversion manager
-# Guest-driven rows are timed by the host between two checkpoints around
-# the guest's conversion loop, so they include the hypercall exit and
-# re-entry of every request: everything a guest pays.
+# make bench: private/shared conversion performance, side by side, in one
+# run inside the nested rig (real KVM_X86_SW_PROTECTED_VM under TCG).
+#
+#   bare           gmem-convert-bare: the KVM work alone, no vCPU (the
+#                  physical limit of a conversion on this kernel)
+#   legacy         the test guest through QEMU 10.2.2's conversion path
+#   manager        the test guest through the conversion manager
+#                  (discard=sync, or async)
+#
+# Guest-driven rates are timed by the host between two checkpoints around
+# the guest's loop, so they include the hypercall exit and re-entry of
+# every request: everything a guest pays. The manager's own cost per
+# conversion comes from query-guest-memfd's busy-ns.
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -19,10 +24,11 @@ import time
 
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
-                                  sw_protected_vm_args)
+                                  parse_fields, sw_protected_vm_args)
 
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
           (2 << 20, int(os.environ.get('BENCH_ROUNDS_2M', '100')))]
+ACCEPT_MEM_MIB = int(os.environ.get('BENCH_ACCEPT_MIB', '512'))
 
 
 def bare(tool, chunk, rounds):
@@ -32,31 +38,35 @@ def bare(tool, chunk, rounds):
     return float(fields['per_second'])
 
 
-def guest_driven(qemu, kernel, conversion, chunk, rounds, tmp):
-    debugcon = os.path.join(tmp, 'debugcon-%s-%d.log' % (conversion, chunk))
+def timed_guest_loop(qemu, kernel, accel_opts, test, args, mem, tmp):
+    """
+    Boot the guest with @test, time the host clock between its two
+    checkpoints; return (seconds, query-guest-memfd at the end).
+    """
+    debugcon = os.path.join(tmp, 'debugcon-%s.log' % time.monotonic_ns())
     vm = QEMUMachine(qemu, base_temp_dir=tmp)
     vm.set_machine('q35')
-    vm.add_args('-accel', 'kvm,guest-memfd-conversion=' + conversion,
-                '-m', '256M', *sw_protected_vm_args(),
+    vm.add_args('-accel', 'kvm,' + accel_opts, '-m', mem,
+                *sw_protected_vm_args(),
                 *guest_args(kernel, debugcon,
-                            'convert_bench chunk=%d count=%d checkpoints=1'
-                            % (chunk, rounds)))
+                            '%s %s checkpoints=1' % (test, args)))
     vm.launch()
     try:
         log = GuestLog(debugcon)
-        log.wait_for('gmem-checkpoint: convert_bench: phase=start', vm, 300)
+        log.wait_for('gmem-checkpoint: %s: phase=start' % test, vm, 300)
         t0 = time.monotonic()
         vm.cmd('inject-nmi')
-        log.wait_for('gmem-checkpoint: convert_bench: phase=end', vm, 600)
+        log.wait_for('gmem-checkpoint: %s: phase=end' % test, vm, 900)
         seconds = time.monotonic() - t0
+        stats = vm.cmd('query-guest-memfd')
         vm.cmd('inject-nmi')
         vm.wait(timeout=60)
     finally:
         vm.shutdown()
     if vm.exitcode() != EXIT_PASSED:
-        raise RuntimeError('%s chunk=%d: guest failed:\n%s'
-                           % (conversion, chunk, '\n'.join(log.lines)))
-    return 2 * rounds / seconds
+        raise RuntimeError('%s %s: guest failed:\n%s'
+                           % (accel_opts, test, '\n'.join(log.lines)))
+    return seconds, stats
 
 
 def main():
@@ -64,24 +74,68 @@ def main():
     qemu = os.path.join(cache, 'build', 'qemu-system-x86_64')
     kernel = os.path.join(cache, 'guest', 'gmem-guest.elf')
     tool = os.path.join(cache, 'rig', 'gmem-convert-bare')
-    print('gmem bench: private/shared conversions per second, nested rig '
-          '(KVM_X86_SW_PROTECTED_VM under TCG), one round trip = 2 '
-          'conversions')
-    print('%-8s %12s %12s %12s %14s %14s' % (
-        'chunk', 'bare', 'legacy', 'manager', 'manager/bare',
-        'manager/legacy'))
+    legacy = 'guest-memfd-conversion=legacy'
+    manager = 'guest-memfd-conversion=manager,guest-memfd-discard=sync'
+    manager_async = 'guest-memfd-conversion=manager,guest-memfd-discard=async'
+
+    print('gmem bench, nested rig (KVM_X86_SW_PROTECTED_VM under TCG)')
+    print()
+    print('1. conversions per second (a round trip is 2 conversions)')
+    print('%-6s %10s %10s %10s %10s %9s %9s' % (
+        'chunk', 'bare', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
+        'async/leg'))
+    cost = []
     with tempfile.TemporaryDirectory(prefix='gmem-bench-') as tmp:
         for chunk, rounds in CHUNKS:
+            args = 'chunk=%d count=%d' % (chunk, rounds)
             b = bare(tool, chunk, rounds * 4)
-            leg = guest_driven(qemu, kernel, 'legacy', chunk, rounds, tmp)
-            man = guest_driven(qemu, kernel, 'manager', chunk, rounds, tmp)
-            print('%-8s %12.1f %12.1f %12.1f %14.4f %14.3f' % (
-                '4KiB' if chunk == 4096 else '2MiB', b, leg, man, man / b,
-                man / leg))
+            rate = {}
+            for name, opts in (('legacy', legacy), ('manager', manager),
+                               ('async', manager_async)):
+                seconds, stats = timed_guest_loop(qemu, kernel, opts,
+                                                  'convert_bench', args,
+                                                  '256M', tmp)
+                rate[name] = 2 * rounds / seconds
+                if name == 'manager':
+                    cost.append((chunk, stats['busy-ns'] / stats['requests'],
+                                 1e9 / b))
+            print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f' % (
+                '4KiB' if chunk == 4096 else '2MiB', b, rate['legacy'],
+                rate['manager'], rate['async'],
+                rate['manager'] / rate['legacy'],
+                rate['async'] / rate['legacy']))
             sys.stdout.flush()
+
+        print()
+        print('2. cost of one conversion inside QEMU (manager, sync) against '
+              'the bare KVM work')
+        print('%-6s %14s %14s %8s' % ('chunk', 'manager us', 'bare us',
+                                      'ratio'))
+        for chunk, mgr_ns, bare_ns in cost:
+            print('%-6s %14.2f %14.2f %8.3f' % (
+                '4KiB' if chunk == 4096 else '2MiB', mgr_ns / 1000,
+                bare_ns / 1000, mgr_ns / bare_ns))
+        sys.stdout.flush()
+
+        print()
+        print('3. boot-time accept: %d MiB guest makes all free RAM private '
+              'in 2 MiB steps' % ACCEPT_MEM_MIB)
+        print('%-34s %10s %12s' % ('path', 'seconds', 'vs legacy'))
+        base = None
+        for name, opts in (
+                ('legacy (pre-faults each range)', legacy),
+                ('manager, prefault=off (default)', manager),
+                ('manager, prefault=on', manager + ',guest-memfd-prefault=on'),
+                ('manager, discard=async', manager_async)):
+            seconds, _ = timed_guest_loop(qemu, kernel, opts, 'accept_all',
+                                          '', '%dM' % ACCEPT_MEM_MIB, tmp)
+            base = base or seconds
+            print('%-34s %10.3f %11.2fx' % (name, seconds, base / seconds))
+            sys.stdout.flush()
+    print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '
-          'no vCPU; legacy and manager: the test guest\'s '
-          'KVM_HC_MAP_GPA_RANGE loop, each conversion a guest exit to QEMU')
+          'no vCPU. Guest-driven rows pay a guest exit and re-entry per '
+          'request, which nested TCG makes expensive.')
     return 0
 
 

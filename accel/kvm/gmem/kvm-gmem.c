@@ -30,6 +30,7 @@
 #include "qemu/error-report.h"
 #include "qemu/bitops.h"
 #include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "qemu/lockable.h"
 #include "qom/object.h"
 #include "exec/target_page.h"
@@ -82,7 +83,9 @@ static struct {
     bool initially_shared;
     GuestMemfdConversion conversion;
     GuestMemfdDiscard discard;
+    bool prefault;              /* map converted ranges before the guest */
     uint64_t requests;
+    uint64_t busy_ns;           /* time spent converting, all requests */
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     QLIST_HEAD(, KvmGmemBlock) blocks;
     GArray *slots;              /* KvmGmemSlot, every one ever added */
@@ -475,9 +478,12 @@ static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
     KvmGmemReject r;
 
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
+        int64_t t0 = get_clock();
+
         r = gmem_convert_locked(gpa, size, to_private);
         gmem.requests++;
         gmem.failures[r]++;
+        gmem.busy_ns += get_clock() - t0;
     }
     trace_kvm_gmem_convert(source, gpa, size,
                            to_private ? "private" : "shared",
@@ -502,7 +508,7 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
         return kvm_gmem_reject_to_guest(r);
     }
     r = gmem_convert(range.gpa, range.size, range.to_private, "hypercall");
-    if (!r && kvm_pre_fault_memory_supported) {
+    if (!r && gmem.prefault && kvm_pre_fault_memory_supported) {
         struct kvm_pre_fault_memory mem = {
             .gpa = range.gpa,
             .size = range.size,
@@ -564,6 +570,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     info->conversion = gmem.conversion;
     info->discard = gmem.discard;
     info->requests = gmem.requests;
+    info->busy_ns = gmem.busy_ns;
     info->rejected = g_new0(GuestMemfdRejects, 1);
     info->rejected->empty = gmem.failures[KVM_GMEM_REJECT_EMPTY];
     info->rejected->unaligned = gmem.failures[KVM_GMEM_REJECT_UNALIGNED];
@@ -605,10 +612,11 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
     }
     r = info->rejected;
     monitor_printf(mon, "conversion: %s, discard: %s, requests: %" PRIu64
-                   ", discard backlog: %" PRIu64 " bytes\n",
+                   " (%" PRIu64 " us converting), discard backlog: %" PRIu64
+                   " bytes\n",
                    GuestMemfdConversion_str(info->conversion),
                    GuestMemfdDiscard_str(info->discard), info->requests,
-                   info->discard_backlog);
+                   info->busy_ns / 1000, info->discard_backlog);
     monitor_printf(mon, "rejected: empty %" PRIu64 ", unaligned %" PRIu64
                    ", overflow %" PRIu64 ", reserved-bits %" PRIu64
                    ", page-size-hint %" PRIu64 ", not-guest-memfd %" PRIu64
@@ -626,6 +634,16 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                        b->bytes_to_private, b->conversions_to_shared,
                        b->bytes_to_shared);
     }
+}
+
+static bool gmem_get_prefault(Object *obj, Error **errp)
+{
+    return gmem.prefault;
+}
+
+static void gmem_set_prefault(Object *obj, bool value, Error **errp)
+{
+    gmem.prefault = value;
 }
 
 static int gmem_get_conversion(Object *obj, Error **errp)
@@ -668,4 +686,11 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "(default: free it before answering), 'async' (free it from a "
         "worker thread, soon after) or 'none' (keep it; uses up to twice "
         "the memory)");
+    object_class_property_add_bool(oc, "guest-memfd-prefault",
+                                   gmem_get_prefault, gmem_set_prefault);
+    object_class_property_set_description(oc, "guest-memfd-prefault",
+        "Map a range into the guest (KVM_PRE_FAULT_MEMORY) right after a "
+        "hypercall converts it, as QEMU 10.2 does; off by default: the "
+        "guest's first touch maps a page anyway, and pages it never "
+        "touches then cost no memory");
 }
