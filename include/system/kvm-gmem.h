@@ -40,6 +40,26 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
  */
 int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private);
 
+/*
+ * In-place guest_memfd (memory-backend-guest-memfd): create a guest_memfd
+ * of @size bytes that QEMU can mmap and that starts shared
+ * (GUEST_MEMFD_FLAG_MMAP | INIT_SHARED), or fail saying what the kernel or
+ * the VM type lacks. Returns the fd or -1.
+ */
+int kvm_gmem_create_in_place(uint64_t size, Error **errp);
+
+/* Whether this VM's guest_memfd can be mmap'ed and start shared. */
+bool kvm_gmem_in_place_possible(KVMState *s);
+
+/*
+ * Make @rb, which maps guest_memfd @fd at offset 0, use it as its
+ * guest_memfd too, so its memslots are KVM_MEM_GUEST_MEMFD on the same
+ * pages. detach undoes it before the block goes away (the backend owns
+ * the fd).
+ */
+void kvm_gmem_attach_in_place(RAMBlock *rb, int fd);
+void kvm_gmem_detach_in_place(RAMBlock *rb);
+
 /* Whether upstream's conversion path was selected (-accel kvm,...). */
 bool kvm_gmem_legacy(void);
 

@@ -16,8 +16,7 @@ typedef enum KvmGmemReject {
     KVM_GMEM_REJECT_OVERFLOW,       /* gpa + size wraps past 2^64 */
     KVM_GMEM_REJECT_RESERVED,       /* reserved attribute bits or hint */
     KVM_GMEM_REJECT_HINT,           /* page-size hint does not fit range */
-    KVM_GMEM_REJECT_NOT_GMEM,       /* not all guest_memfd RAM: MMIO, hole,
-                                       past the end of RAM */
+    KVM_GMEM_REJECT_NOT_GMEM,       /* MMIO, hole or past RAM */
     KVM_GMEM_REJECT_KVM,            /* KVM refused the attribute change */
     KVM_GMEM_REJECT__MAX,
 } KvmGmemReject;

@@ -177,6 +177,58 @@ static void gmem_reset(void *opaque)
     }
 }
 
+#define GMEM_IN_PLACE_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+
+bool kvm_gmem_in_place_possible(KVMState *s)
+{
+    int flags = kvm_vm_check_extension(s, KVM_CAP_GUEST_MEMFD_FLAGS);
+
+    return flags > 0 && (flags & GMEM_IN_PLACE_FLAGS) == GMEM_IN_PLACE_FLAGS;
+}
+
+int kvm_gmem_create_in_place(uint64_t size, Error **errp)
+{
+    const uint64_t want = GMEM_IN_PLACE_FLAGS;
+    int flags;
+
+    if (!kvm_enabled()) {
+        error_setg(errp, "in-place guest_memfd needs -accel kvm");
+        return -1;
+    }
+    if (!kvm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD)) {
+        error_setg(errp, "in-place guest_memfd: this kernel has no "
+                   "guest_memfd (KVM_CAP_GUEST_MEMFD)");
+        return -1;
+    }
+    /* Asked of the VM: which flags a guest_memfd may have depends on it. */
+    flags = kvm_vm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD_FLAGS);
+    if ((flags & want) != want) {
+        error_setg(errp, "in-place guest_memfd needs GUEST_MEMFD_FLAG_MMAP "
+                   "and GUEST_MEMFD_FLAG_INIT_SHARED; this kernel offers "
+                   "0x%x for this VM type (Linux 6.18 or later, and a VM "
+                   "without private memory)", flags < 0 ? 0 : flags);
+        return -1;
+    }
+    return kvm_create_guest_memfd(size, want, errp);
+}
+
+void kvm_gmem_attach_in_place(RAMBlock *rb, int fd)
+{
+    /*
+     * No RamBlockAttributes: the block is shared for good, there is no
+     * private side to track. memory_region_has_guest_memfd() is now true,
+     * so kvm_set_phys_mem() registers KVM_MEM_GUEST_MEMFD slots on @fd.
+     */
+    rb->guest_memfd = fd;
+}
+
+void kvm_gmem_detach_in_place(RAMBlock *rb)
+{
+    if (rb) {
+        rb->guest_memfd = -1;
+    }
+}
+
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host)
 {
@@ -189,6 +241,9 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
     bool seen = false;
     int ret;
 
+    if (!slot.rb->attributes) {
+        return;     /* in place, no private side: nothing to record */
+    }
     QEMU_LOCK_GUARD(&gmem.lock);
     if (!gmem.slots) {
         gmem.slots = g_array_new(false, false, sizeof(KvmGmemSlot));

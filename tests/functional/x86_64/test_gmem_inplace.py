@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+#
+# memory-backend-guest-memfd on this box's KVM: guest RAM is one guest_memfd,
+# mmap'ed by QEMU and bound to the guest's memslots on the same fd.
+#
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import re
+import subprocess
+
+from qemu_test import QemuSystemTest
+from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, check_pattern,
+                                  guest_args, guest_kernel, parse_fields,
+                                  parse_ranges)
+
+MiB = 1 << 20
+
+
+def process_memory(pid):
+    """(anonymous resident bytes, resident bytes of guest_memfd mappings)"""
+    with open('/proc/%d/status' % pid) as f:
+        anon = int(re.search(r'^RssAnon:\s+(\d+) kB', f.read(), re.M)[1])
+    gmem = 0
+    with open('/proc/%d/smaps' % pid) as f:
+        in_gmem = False
+        for line in f:
+            if re.match(r'^[0-9a-f]+-[0-9a-f]+ ', line):
+                in_gmem = 'kvm-gmem' in line
+            elif in_gmem and line.startswith('Rss:'):
+                gmem += int(line.split()[1])
+    return anon * 1024, gmem * 1024
+
+
+class GuestMemfdInPlace(QemuSystemTest):
+
+    timeout = 180
+
+    def setUp(self):
+        super().setUp()
+        self.kernel = guest_kernel()
+        if self.kernel is None:
+            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
+        self.set_machine('q35')
+        self.require_accelerator('kvm')
+
+    def touch_all_ram(self, backend_args, mem_mib=256):
+        """
+        Boot, let the guest write one word in every page of its free RAM,
+        check those words from QEMU's side; return the QEMU process's
+        (anonymous, guest_memfd) resident bytes at that point.
+        """
+        debugcon = os.path.join(self.workdir, 'debugcon.log')
+        self.trace_log = os.path.join(self.workdir, 'trace.log')
+        self.vm.add_args('-accel', 'kvm', '-m', '%dM' % mem_mib,
+                         '-trace', 'kvm_set_user_memory',
+                         '-D', self.trace_log, *backend_args,
+                         *guest_args(self.kernel, debugcon,
+                                     'ram_pattern checkpoints=1 '
+                                     'stride=4096'))
+        self.vm.launch()
+        log = GuestLog(debugcon)
+        line = log.wait_for('gmem-checkpoint: ram_pattern:', self.vm,
+                            self.timeout)
+        memory = process_memory(self.vm.get_pid())
+        fields = parse_fields(line.split(': ', 2)[2])
+        checked, bad, first = check_pattern(
+            self.vm, self.workdir, int(fields['seed'], 0),
+            parse_ranges(fields['ranges']), 4096)
+        self.assertEqual(bad, 0, 'first bad word at %s' % first)
+        self.assertGreater(checked, (mem_mib - 8) * MiB)
+        self.vm.cmd('inject-nmi')
+        self.vm.wait(timeout=self.timeout)
+        self.assertEqual(self.vm.exitcode(), EXIT_PASSED)
+        return memory
+
+    def test_one_copy(self):
+        anon, gmem = self.touch_all_ram([
+            '-object', 'memory-backend-guest-memfd,id=m0,size=256M',
+            '-machine', 'memory-backend=m0'])
+        # The guest's 256 MiB exist once, in the guest_memfd that QEMU
+        # maps; QEMU's anonymous memory holds no copy of them.
+        self.assertGreater(gmem, 240 * MiB)
+        self.assertLess(anon, 64 * MiB)
+        # The guest's RAM slots are guest_memfd slots (KVM_MEM_GUEST_MEMFD).
+        with open(self.trace_log) as f:
+            slots = re.findall(r'flags=0x(\w+) gpa=0x(\w+) size=0x(\w+) '
+                               r'ua=0x\w+ guest_memfd=(-?\d+)', f.read())
+        ram = [s for s in slots if int(s[2], 16) >= 64 * MiB]
+        self.assertTrue(ram, 'no RAM memslot in the trace')
+        for flags, gpa, size, fd in ram:
+            self.assertTrue(int(flags, 16) & 4, 'slot at 0x%s' % gpa)
+            self.assertGreaterEqual(int(fd), 0)
+
+    def test_plain_ram_baseline(self):
+        # The same guest on ordinary RAM: the copy is anonymous memory.
+        anon, gmem = self.touch_all_ram([])
+        self.assertEqual(gmem, 0)
+        self.assertGreater(anon, 240 * MiB)
+
+    def qemu_error(self, *args):
+        proc = subprocess.run([self.qemu_bin, '-M', 'q35', '-nodefaults',
+                               '-display', 'none', '-m', '64M', *args],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        return proc.stderr
+
+    def test_share_off_is_refused(self):
+        err = self.qemu_error('-accel', 'kvm', '-object',
+                              'memory-backend-guest-memfd,id=m0,size=64M,'
+                              'share=off', '-machine', 'memory-backend=m0')
+        self.assertIn('memory-backend-guest-memfd is always shared', err)
+
+    def test_needs_kvm(self):
+        err = self.qemu_error('-accel', 'tcg', '-object',
+                              'memory-backend-guest-memfd,id=m0,size=64M',
+                              '-machine', 'memory-backend=m0')
+        self.assertIn('in-place guest_memfd needs -accel kvm', err)
+
+
+if __name__ == '__main__':
+    QemuSystemTest.main()
