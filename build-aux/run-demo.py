@@ -26,7 +26,8 @@ sys.path[:0] = [os.path.join(cache, 'src', 'python'),
 from qemu.machine import QEMUMachine  # noqa: E402
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog,  # noqa: E402
                                   check_pattern, count_secret_words,
-                                  guest_args, parse_fields, parse_ranges,
+                                  guest_args, kvm_in_place_guest_memfd,
+                                  parse_fields, parse_ranges,
                                   sw_protected_vm_args)
 
 MEM_MIB = int(os.environ.get('DEMO_MEM_MIB', '512'))
@@ -128,15 +129,23 @@ def host_part():
         accel, stride = 'tcg', int(os.environ.get('DEMO_STRIDE', '8'))
         print('notice: /dev/kvm is not usable here; running under TCG '
               '(software emulation) instead')
+    backend = []
+    if accel == 'kvm' and kvm_in_place_guest_memfd():
+        backend = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
+                   % MEM_MIB, '-machine', 'memory-backend=m0']
+        ram = 'memory-backend-guest-memfd: one guest_memfd, mapped in place'
+    else:
+        ram = 'ordinary RAM (this KVM cannot map guest_memfd in place)'
     print('qemu-gmem demo: %s' % qemu)
     print('  machine q35, accel %s, %d MiB RAM, guest %s'
           % (accel, MEM_MIB, os.path.basename(kernel)))
+    print('  guest RAM: ' + ram)
 
     with tempfile.TemporaryDirectory(prefix='qemu-gmem-run-') as tmp:
         debugcon = os.path.join(tmp, 'debugcon.log')
         vm = QEMUMachine(qemu, base_temp_dir=tmp)
         vm.set_machine('q35')
-        vm.add_args('-accel', accel, '-m', '%dM' % MEM_MIB,
+        vm.add_args('-accel', accel, '-m', '%dM' % MEM_MIB, *backend,
                     *guest_args(kernel, debugcon,
                                 'ram_map,ram_pattern,ram_inversions '
                                 'checkpoints=1 stride=%d' % stride))

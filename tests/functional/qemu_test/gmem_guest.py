@@ -167,6 +167,33 @@ def kvm_vm_types():
         os.close(fd)
 
 
+KVM_CREATE_VM = 0xae01
+KVM_CAP_GUEST_MEMFD_FLAGS = 244
+GUEST_MEMFD_FLAG_MMAP = 1 << 0
+GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1
+
+
+def kvm_in_place_guest_memfd():
+    """Whether a default VM here can use memory-backend-guest-memfd."""
+    import fcntl
+    try:
+        kvm = os.open('/dev/kvm', os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        vm = fcntl.ioctl(kvm, KVM_CREATE_VM, 0)
+    except OSError:
+        os.close(kvm)
+        return False
+    try:
+        flags = fcntl.ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS)
+    finally:
+        os.close(vm)
+        os.close(kvm)
+    want = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED
+    return flags > 0 and flags & want == want
+
+
 def sw_protected_vm_args(cgs_id='cgs0'):
     return ['-object', 'sw-protected-vm,id=' + cgs_id,
             '-machine', 'confidential-guest-support=' + cgs_id]
