@@ -56,7 +56,8 @@ void test_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * NMI, so the host can inspect guest state at a known point. Returns at
  * once unless the command line has checkpoints=1.
  */
-void test_checkpoint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void test_checkpoint(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* Command-line arguments: key=value words after the test list. */
 uint64_t arg_u64(const char *key, uint64_t def);
@@ -82,6 +83,24 @@ uint64_t identity_map_limit(void);
 #define MAX_CPUS 16
 int smp_start(int cpus);
 void smp_run(void (*fn)(int cpu, void *arg), void *arg);
+
+/*
+ * One 64-bit word of guest RAM at @gpa (identity-mapped). The accesses
+ * are volatile so that every word a test writes is really stored and
+ * every word it checks is really loaded: the host or another vCPU can
+ * change guest memory between the two, and the compiler must not fold
+ * a write and its read-back together.
+ */
+static inline void write_word(uint64_t gpa, uint64_t v)
+{
+    /* Volatile: the store must reach guest RAM. */
+    *(volatile uint64_t *)gpa = v;
+}
+static inline uint64_t read_word(uint64_t gpa)
+{
+    /* Volatile: the load must come from guest RAM. */
+    return *(volatile uint64_t *)gpa;
+}
 
 /* Port I/O and output. */
 static inline void outb(uint16_t port, uint8_t v)
@@ -117,5 +136,21 @@ uint64_t parse_u64(const char *s, const char **end);
 
 /* Exit QEMU through isa-debug-exit: QEMU's status is (code << 1) | 1. */
 void __attribute__((noreturn)) guest_exit(uint32_t code);
+
+/*
+ * Harness internals, not for tests: symbols of guest.ld and entry.S, and
+ * the functions that main.c and smp.c share with each other and entry.S.
+ */
+extern const struct guest_test __gtests_start[], __gtests_end[];
+extern char __image_end[], trap_stubs[];
+extern char wait_nmi_window[], wait_nmi_hlt[];
+extern char ap_trampoline[], ap_trampoline_end[];
+struct trap_frame;
+void wait_for_nmi(void);
+void idt_init(void);
+void idt_load(void);
+void trap(struct trap_frame *f);
+void guest_main(uint32_t start_info_pa);
+void ap_main(int index);
 
 #endif

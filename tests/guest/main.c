@@ -38,14 +38,7 @@ struct trap_frame {
     uint64_t rip, cs, rflags, rsp, ss;
 };
 
-extern const struct guest_test __gtests_start[], __gtests_end[];
-extern char __image_end[], trap_stubs[];
-extern char wait_nmi_window[], wait_nmi_hlt[];
-void wait_for_nmi(void);
-void idt_init(void);
-void trap(struct trap_frame *f);
-void guest_main(uint32_t start_info_pa);
-
+/* Set by trap() on an NMI, polled and cleared by entry.S wait_for_nmi. */
 volatile uint8_t nmi_seen;
 
 static const struct hvm_start_info *start_info;
@@ -302,7 +295,8 @@ void guest_main(uint32_t start_info_pa)
     memcpy(vendor + 4, &r[2], 4);
     memcpy(vendor + 8, &r[3], 4);
     vendor[12] = '\0';
-    printf("gmem-guest: start protocol=1 ram=%lu hypervisor=%s cmdline=\"%s\"\n",
+    printf("gmem-guest: start protocol=1 ram=%lu hypervisor=%s "
+           "cmdline=\"%s\"\n",
            ram_total(), vendor[0] ? vendor : "none", cmdline);
 
     /* The test list is the first word; names separated by commas. */

@@ -15,25 +15,22 @@
 #define ICR_ASSERT      (1 << 14)
 #define ICR_PENDING     (1 << 12)
 
-extern char ap_trampoline[], ap_trampoline_end[];
-void idt_load(void);
-void ap_main(int index);
-
 /* Per-CPU work: fn set by the BSP, cleared by the CPU when done. */
 static struct {
-    void (*volatile fn)(int cpu, void *arg);
-    void *volatile arg;
+    void (*volatile fn)(int cpu, void *arg);    /* polled by the CPU */
+    void *volatile arg;         /* written by the BSP before fn */
 } work[MAX_CPUS];
+/* Incremented by each AP as it comes up, read by the BSP. */
 static volatile int cpus_online = 1;
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
-    *(volatile uint32_t *)(LAPIC_BASE + reg) = v;
+    *(volatile uint32_t *)(LAPIC_BASE + reg) = v;   /* MMIO */
 }
 
 static uint32_t lapic_read(uint32_t reg)
 {
-    return *(volatile uint32_t *)(LAPIC_BASE + reg);
+    return *(volatile uint32_t *)(LAPIC_BASE + reg);    /* MMIO */
 }
 
 static void lapic_ipi(uint32_t icr)

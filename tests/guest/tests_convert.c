@@ -44,7 +44,7 @@ static uint64_t shared_word(uint64_t gpa)
 static void fill(uint64_t base, uint64_t size, uint64_t (*word)(uint64_t))
 {
     for (uint64_t a = base; a < base + size; a += 8) {
-        *(volatile uint64_t *)a = word(a);
+        write_word(a, word(a));
     }
 }
 
@@ -55,7 +55,7 @@ static uint64_t count_matching(uint64_t base, uint64_t size,
     uint64_t n = 0;
 
     for (uint64_t a = base; a < base + size; a += 8) {
-        n += *(volatile uint64_t *)a == word(a);
+        n += read_word(a) == word(a);
     }
     return n;
 }
@@ -65,7 +65,7 @@ static uint64_t count_zero(uint64_t base, uint64_t size)
     uint64_t n = 0;
 
     for (uint64_t a = base; a < base + size; a += 8) {
-        n += *(volatile uint64_t *)a == 0;
+        n += read_word(a) == 0;
     }
     return n;
 }
@@ -87,9 +87,9 @@ static const char *describe(uint64_t base, uint64_t size)
     return "mixed";
 }
 
-GUEST_TEST_EXPLICIT(convert_secret, "convert a range private, write a secret, let the "
-           "host look (checkpoints=1), convert back and report what each "
-           "side sees")
+GUEST_TEST_EXPLICIT(convert_secret, "convert a range private, write a "
+                    "secret, let the host look (checkpoints=1), convert back "
+                    "and report what each side sees")
 {
     uint64_t size = arg_u64("size", 2 * MiB);
     uint64_t base = window_base(size);
@@ -174,12 +174,14 @@ static enum test_result roundtrip(uint64_t chunk, uint64_t rounds)
     return TEST_PASS;
 }
 
-GUEST_TEST_EXPLICIT(convert_roundtrip_4k, "private/shared round trips of 4 KiB pages")
+GUEST_TEST_EXPLICIT(convert_roundtrip_4k, "private/shared round trips of "
+                    "4 KiB pages")
 {
     return roundtrip(4 * KiB, arg_u64("rounds", 16));
 }
 
-GUEST_TEST_EXPLICIT(convert_roundtrip_2m, "private/shared round trips of 2 MiB pages")
+GUEST_TEST_EXPLICIT(convert_roundtrip_2m, "private/shared round trips of "
+                    "2 MiB pages")
 {
     return roundtrip(2 * MiB, arg_u64("rounds", 4));
 }
@@ -207,13 +209,28 @@ GUEST_TEST_EXPLICIT(convert_bad, "issue one bad MAP_GPA_RANGE request "
                          sizeof(names) / sizeof(names[0]) - 1);
     }
     switch (c) {
-    case 0: gpa = base + 0x800; break;                 /* unaligned */
-    case 1: npages = 0; break;                         /* zero pages */
-    case 2: gpa = ~0xfffULL; npages = 2; break;        /* wraps 2^64 */
-    case 3: gpa = 1ULL << 40; break;                   /* past RAM */
-    case 4: gpa = 0xfec00000; break;                   /* IOAPIC */
-    case 5: attrs |= 1ULL << 20; break;                /* reserved bit */
-    case 6: attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M; break; /* 4K with 2M */
+    case 0:                     /* unaligned */
+        gpa = base + 0x800;
+        break;
+    case 1:                     /* zero pages */
+        npages = 0;
+        break;
+    case 2:                     /* wraps 2^64 */
+        gpa = ~0xfffULL;
+        npages = 2;
+        break;
+    case 3:                     /* past RAM */
+        gpa = 1ULL << 40;
+        break;
+    case 4:                     /* IOAPIC */
+        gpa = 0xfec00000;
+        break;
+    case 5:                     /* reserved bit */
+        attrs |= 1ULL << 20;
+        break;
+    case 6:                     /* 4K with 2M */
+        attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+        break;
     }
     ret = map_gpa_range(gpa, npages, attrs);
     test_info("case=%s gpa=0x%lx npages=%lu attrs=0x%lx ret=%ld",

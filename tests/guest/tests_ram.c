@@ -44,7 +44,7 @@ static uint64_t fill_ranges(struct ram_range *r, int n, uint64_t seed,
 
     for (int i = 0; i < n; i++) {
         for (uint64_t a = r[i].start; a < r[i].end; a += stride) {
-            *(volatile uint64_t *)a = pattern_word(a, seed) ^ invert;
+            write_word(a, pattern_word(a, seed) ^ invert);
         }
         bytes += r[i].end - r[i].start;
     }
@@ -60,7 +60,7 @@ static uint64_t check_ranges(struct ram_range *r, int n, uint64_t seed,
 
     for (int i = 0; i < n; i++) {
         for (uint64_t a = r[i].start; a < r[i].end; a += stride) {
-            if (*(volatile uint64_t *)a != (pattern_word(a, seed) ^ invert)) {
+            if (read_word(a) != (pattern_word(a, seed) ^ invert)) {
                 if (!bad++) {
                     *first_bad = a;
                 }

@@ -17,6 +17,7 @@ static enum test_result start_cpus(int *n)
     return TEST_PASS;
 }
 
+/* Written by every CPU in smp_run(), read by the BSP afterwards. */
 static volatile uint64_t seen[MAX_CPUS];
 
 static void say_here(int cpu, void *arg)
@@ -74,11 +75,11 @@ static void convert_own_window(int cpu, void *arg)
         smp_result[cpu].conversions++;
         if (!ret) {
             for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
-                *(volatile uint64_t *)a = smp_word(a, cpu, i);
+                write_word(a, smp_word(a, cpu, i));
             }
             for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
                 smp_result[cpu].data_errors +=
-                    *(volatile uint64_t *)a != smp_word(a, cpu, i);
+                    read_word(a) != smp_word(a, cpu, i);
             }
             ret = convert_shared(gpa, chunk);
             smp_result[cpu].conversions++;
@@ -142,10 +143,18 @@ static void convert_same_range(int cpu, void *arg)
         long ret;
 
         switch ((i + cpu) % 4) {
-        case 0: ret = convert_private(base, 2 * MiB); break;
-        case 1: ret = convert_shared(page, 4 * KiB); break;
-        case 2: ret = convert_private(page, 4 * KiB); break;
-        default: ret = convert_shared(base, 2 * MiB); break;
+        case 0:
+            ret = convert_private(base, 2 * MiB);
+            break;
+        case 1:
+            ret = convert_shared(page, 4 * KiB);
+            break;
+        case 2:
+            ret = convert_private(page, 4 * KiB);
+            break;
+        default:
+            ret = convert_shared(base, 2 * MiB);
+            break;
         }
         if (ret) {
             if (!race_result[cpu].failed++) {

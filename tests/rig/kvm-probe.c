@@ -39,7 +39,7 @@ static int cap(int fd, const char *name, long cap, const char *const *bits)
         printf("kvm-probe: %s = %d\n", name, v);
         return v;
     }
-    printf("kvm-probe: %s = %#x (", name, v);
+    printf("kvm-probe: %s = 0x%x (", name, v);
     for (int i = 0, n = 0; i < 32; i++) {
         if (v & (1u << i)) {
             printf("%s%s", n++ ? " " : "", bits[i] ? bits[i] : "?");
@@ -50,7 +50,8 @@ static int cap(int fd, const char *name, long cap, const char *const *bits)
 }
 
 static const char *const vm_types[32] = {
-    [KVM_X86_DEFAULT_VM] = "DEFAULT_VM", [KVM_X86_SW_PROTECTED_VM] = "SW_PROTECTED_VM",
+    [KVM_X86_DEFAULT_VM] = "DEFAULT_VM",
+    [KVM_X86_SW_PROTECTED_VM] = "SW_PROTECTED_VM",
     [KVM_X86_SEV_VM] = "SEV_VM", [KVM_X86_SEV_ES_VM] = "SEV_ES_VM",
     [KVM_X86_SNP_VM] = "SNP_VM", [KVM_X86_TDX_VM] = "TDX_VM",
 };
@@ -76,28 +77,34 @@ int main(void)
     vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
     check(vm >= 0, "KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM)", errno);
     if (vm < 0) {
-        printf("kvm-probe: FAIL: no type-1 VM (VM_TYPES %#x lacks bit 1)\n",
+        printf("kvm-probe: FAIL: no type-1 VM (VM_TYPES 0x%x lacks bit 1)\n",
                types < 0 ? 0 : types);
         return 1;
     }
 
     /* Asked on the VM: the answers depend on the VM type. */
-    attrs = cap(vm, "KVM_CAP_MEMORY_ATTRIBUTES", KVM_CAP_MEMORY_ATTRIBUTES, mem_attrs);
+    attrs = cap(vm, "KVM_CAP_MEMORY_ATTRIBUTES", KVM_CAP_MEMORY_ATTRIBUTES,
+                mem_attrs);
     if (attrs < 0 || !(attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE)) {
         printf("kvm-probe: KVM_MEMORY_ATTRIBUTE_PRIVATE not offered\n");
         failed = 1;
     }
-    if (cap(vm, "KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD, NULL) <= 0)
+    if (cap(vm, "KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD, NULL) <= 0) {
         failed = 1;
+    }
 #ifdef KVM_CAP_GUEST_MEMFD_FLAGS
     cap(vm, "KVM_CAP_GUEST_MEMFD_FLAGS", KVM_CAP_GUEST_MEMFD_FLAGS, gmem_flags);
 #endif
     cap(vm, "KVM_CAP_PRE_FAULT_MEMORY", KVM_CAP_PRE_FAULT_MEMORY, NULL);
-    if (cap(vm, "KVM_CAP_USER_MEMORY2", KVM_CAP_USER_MEMORY2, NULL) <= 0)
+    if (cap(vm, "KVM_CAP_USER_MEMORY2", KVM_CAP_USER_MEMORY2, NULL) <= 0) {
         failed = 1;
+    }
     cap(vm, "KVM_CAP_EXIT_HYPERCALL", KVM_CAP_EXIT_HYPERCALL, hypercalls);
 
-    /* A 64 KiB slot at GPA 0 with both backings: mmap (shared), guest_memfd (private). */
+    /*
+     * A 64 KiB slot at GPA 0 with both backings: mmap (shared),
+     * guest_memfd (private).
+     */
     struct kvm_create_guest_memfd cg = { .size = MEM_SIZE };
     gmem = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cg);
     check(gmem >= 0, "KVM_CREATE_GUEST_MEMFD(64 KiB)", errno);
@@ -115,7 +122,8 @@ int main(void)
             .guest_memfd_offset = 0,
         };
         int ret = ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r);
-        check(ret == 0, "KVM_SET_USER_MEMORY_REGION2(KVM_MEM_GUEST_MEMFD)", errno);
+        check(ret == 0, "KVM_SET_USER_MEMORY_REGION2(KVM_MEM_GUEST_MEMFD)",
+              errno);
 
         struct kvm_memory_attributes a = {
             .address = 0,
