@@ -12,6 +12,8 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qom/object_interfaces.h"
+#include "hw/boards.h"
+#include <linux/kvm.h>
 #include "system/hostmem.h"
 #include "system/kvm.h"
 #include "system/kvm-gmem.h"
@@ -53,6 +55,24 @@ static bool gmem_backend_memory_alloc(HostMemoryBackend *backend,
         error_setg(errp, "memory-backend-guest-memfd: in-place guest_memfd "
                    "is not available for confidential guests yet");
         return false;
+    }
+    /*
+     * x86 SMRAM gives RAM a second memslot (KVM's SMM address space), and
+     * KVM lets one guest_memfd range back only one memslot. It is too late
+     * to turn SMM off here: KVM set up its SMM address space already.
+     */
+    if (kvm_enabled() &&
+        object_property_find(OBJECT(current_machine), "smm") &&
+        kvm_check_extension(kvm_state, KVM_CAP_X86_SMM)) {
+        g_autofree char *smm = object_property_get_str(OBJECT(current_machine),
+                                                       "smm", &error_abort);
+
+        if (strcmp(smm, "off")) {
+            error_setg(errp, "memory-backend-guest-memfd needs -machine "
+                       "smm=off: SMRAM would map the guest_memfd a second "
+                       "time");
+            return false;
+        }
     }
     m->fd = kvm_gmem_create_in_place(backend->size, errp);
     if (m->fd < 0) {

@@ -132,7 +132,7 @@ def host_part():
     backend = []
     if accel == 'kvm' and kvm_in_place_guest_memfd():
         backend = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
-                   % MEM_MIB, '-machine', 'memory-backend=m0']
+                   % MEM_MIB, '-machine', 'memory-backend=m0,smm=off']
         ram = 'memory-backend-guest-memfd: one guest_memfd, mapped in place'
     else:
         ram = 'ordinary RAM (this KVM cannot map guest_memfd in place)'

@@ -17,6 +17,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
           (2 << 20, int(os.environ.get('BENCH_ROUNDS_2M', '100')))]
 ACCEPT_MEM_MIB = int(os.environ.get('BENCH_ACCEPT_MIB', '512'))
+FOOTPRINT_MIB = int(os.environ.get('BENCH_FOOTPRINT_MIB', '256'))
 
 
 def bare(tool, chunk, rounds):
@@ -67,6 +69,55 @@ def timed_guest_loop(qemu, kernel, accel_opts, test, args, mem, tmp):
         raise RuntimeError('%s %s: guest failed:\n%s'
                            % (accel_opts, test, '\n'.join(log.lines)))
     return seconds, stats
+
+
+def meminfo_kib(field):
+    with open('/proc/meminfo') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def footprint(qemu, kernel, args, mem_mib, tmp):
+    """
+    Boot the test guest, let it touch every page of its free RAM (after
+    accepting it all, for confidential guests); return (seconds until the
+    guest's first line, MiB of host memory: QEMU's anonymous memory plus
+    the guest_memfd pages the kernel allocated meanwhile).
+    """
+    debugcon = os.path.join(tmp, 'debugcon-fp-%s.log' % time.monotonic_ns())
+    tests = 'accept_all,ram_pattern' if 'sw-protected' in str(args) \
+        else 'ram_pattern'
+    unevictable = meminfo_kib('Unevictable')
+    vm = QEMUMachine(qemu, base_temp_dir=tmp)
+    vm.set_machine('q35')
+    vm.add_args('-m', '%dM' % mem_mib, *args,
+                *guest_args(kernel, debugcon,
+                            '%s checkpoints=1 stride=4096' % tests))
+    t0 = time.monotonic()
+    vm.launch()
+    try:
+        log = GuestLog(debugcon)
+        log.expect('gmem-guest: start', vm, 300)
+        boot = time.monotonic() - t0
+        while True:
+            line = log.expect('gmem-checkpoint:', vm, 900)
+            if line.startswith('gmem-checkpoint: ram_pattern:'):
+                break
+            vm.cmd('inject-nmi')
+        deadline = time.monotonic() + 30
+        while (vm.cmd('query-guest-memfd')['discard-backlog'] and
+               time.monotonic() < deadline):
+            time.sleep(0.05)
+        with open('/proc/%d/status' % vm.get_pid()) as f:
+            anon = int(re.search(r'^RssAnon:\s+(\d+) kB', f.read(), re.M)[1])
+        gmem = meminfo_kib('Unevictable') - unevictable
+        vm.cmd('inject-nmi')
+        vm.wait(timeout=60)
+    finally:
+        vm.shutdown()
+    return boot, (anon + max(gmem, 0)) / 1024
 
 
 def main():
@@ -131,6 +182,24 @@ def main():
                                           '', '%dM' % ACCEPT_MEM_MIB, tmp)
             base = base or seconds
             print('%-34s %10.3f %11.2fx' % (name, seconds, base / seconds))
+            sys.stdout.flush()
+        print()
+        print('4. footprint: a %d MiB guest touches every page of its free '
+              'RAM' % FOOTPRINT_MIB)
+        print('%-46s %8s %12s' % ('guest RAM', 'boot s', 'host MiB'))
+        inplace = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
+                   % FOOTPRINT_MIB, '-machine', 'memory-backend=m0,smm=off']
+        cgs = sw_protected_vm_args()
+        for name, args in (
+                ('plain anonymous RAM', ['-accel', 'kvm']),
+                ('in place: memory-backend-guest-memfd',
+                 ['-accel', 'kvm', *inplace]),
+                ('split (sw-protected, all private, discard=sync)',
+                 ['-accel', 'kvm,guest-memfd-discard=sync', *cgs]),
+                ('split (sw-protected, all private, discard=none)',
+                 ['-accel', 'kvm,guest-memfd-discard=none', *cgs])):
+            boot, mib = footprint(qemu, kernel, args, FOOTPRINT_MIB, tmp)
+            print('%-46s %8.2f %12.0f' % (name, boot, mib))
             sys.stdout.flush()
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '

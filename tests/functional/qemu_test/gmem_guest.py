@@ -64,6 +64,7 @@ class GuestLog:
         self.lines = []
         self._offset = 0
         self._partial = b''
+        self._cursor = 0
 
     def poll(self):
         try:
@@ -99,6 +100,23 @@ class GuestLog:
             if time.monotonic() > deadline:
                 raise AssertionError('no "%s" from the guest in %ds; output:\n%s'
                                      % (prefix, timeout, '\n'.join(self.lines)))
+            time.sleep(0.02)
+
+    def expect(self, prefix, vm, timeout=60):
+        """
+        Like wait_for(), but reading on from the line after the last one
+        expect() returned, so lines that arrived together are not missed.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            for i in range(self._cursor, len(self.lines)):
+                if self.lines[i].startswith(prefix):
+                    self._cursor = i + 1
+                    return self.lines[i]
+            if not vm.is_running() or time.monotonic() > deadline:
+                raise AssertionError('no "%s" from the guest; output:\n%s'
+                                     % (prefix, '\n'.join(self.lines)))
             time.sleep(0.02)
 
     def results(self):

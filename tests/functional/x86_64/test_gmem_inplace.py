@@ -77,7 +77,7 @@ class GuestMemfdInPlace(QemuSystemTest):
     def test_one_copy(self):
         anon, gmem = self.touch_all_ram([
             '-object', 'memory-backend-guest-memfd,id=m0,size=256M',
-            '-machine', 'memory-backend=m0'])
+            '-machine', 'memory-backend=m0,smm=off'])
         # The guest's 256 MiB exist once, in the guest_memfd that QEMU
         # maps; QEMU's anonymous memory holds no copy of them.
         self.assertGreater(gmem, 240 * MiB)
@@ -108,13 +108,14 @@ class GuestMemfdInPlace(QemuSystemTest):
     def test_share_off_is_refused(self):
         err = self.qemu_error('-accel', 'kvm', '-object',
                               'memory-backend-guest-memfd,id=m0,size=64M,'
-                              'share=off', '-machine', 'memory-backend=m0')
+                              'share=off', '-machine',
+                              'memory-backend=m0,smm=off')
         self.assertIn('memory-backend-guest-memfd is always shared', err)
 
     def test_needs_kvm(self):
         err = self.qemu_error('-accel', 'tcg', '-object',
                               'memory-backend-guest-memfd,id=m0,size=64M',
-                              '-machine', 'memory-backend=m0')
+                              '-machine', 'memory-backend=m0,smm=off')
         self.assertIn('in-place guest_memfd needs -accel kvm', err)
 
 
