@@ -25,7 +25,7 @@ import time
 
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
-                                  parse_fields, sw_protected_vm_args)
+                                  sw_protected_vm_args)
 
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
           (2 << 20, int(os.environ.get('BENCH_ROUNDS_2M', '100')))]

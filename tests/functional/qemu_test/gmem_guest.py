@@ -6,6 +6,8 @@
 import os
 import time
 
+from .testcase import QemuSystemTest
+
 # isa-debug-exit turns the guest's exit code c into QEMU status (c << 1) | 1.
 EXIT_PASSED = 1
 EXIT_FAILED = 3
@@ -241,3 +243,31 @@ def count_secret_words(vm, scratch_dir, gpa, size, seed=0):
     secret = numpy.arange(gpa, gpa + size, 8, dtype=numpy.uint64)
     secret ^= numpy.uint64(secret_word(0, seed))
     return int(numpy.count_nonzero(data == secret))
+
+
+class GmemGuestTest(QemuSystemTest):
+    """A functional test that boots the gmem test guest on q35."""
+
+    timeout = 180
+
+    def setUp(self):
+        super().setUp()
+        self.kernel = guest_kernel()
+        if self.kernel is None:
+            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
+        self.set_machine('q35')
+
+    def launch_guest(self, command_line, *qemu_args, reboot=False):
+        """Start QEMU with @qemu_args and the guest; return its GuestLog."""
+        self.debugcon = os.path.join(self.workdir, 'debugcon.log')
+        self.vm.add_args(*qemu_args, *guest_args(self.kernel, self.debugcon,
+                                                 command_line, reboot))
+        self.vm.launch()
+        return GuestLog(self.debugcon)
+
+    def finish(self, log, expected_exit=EXIT_PASSED):
+        """Wait for QEMU to end and check the guest's exit status."""
+        self.vm.wait(timeout=self.timeout)
+        log.poll()
+        self.assertEqual(self.vm.exitcode(), expected_exit,
+                         'guest output:\n' + '\n'.join(log.lines))

@@ -5,38 +5,17 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-import os
-
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, EXIT_GUEST_ERROR, EXIT_PASSED,
-                                  GuestLog, check_pattern, guest_args,
-                                  guest_kernel, parse_fields, parse_ranges)
+                                  GmemGuestTest, check_pattern, parse_fields,
+                                  parse_ranges)
 
 
-class GmemGuest(QemuSystemTest):
-
-    timeout = 180
-
-    def setUp(self):
-        super().setUp()
-        self.kernel = guest_kernel()
-        if self.kernel is None:
-            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
-        self.set_machine('q35')
+class GmemGuest(GmemGuestTest):
 
     def boot(self, command_line, accel, mem='512M'):
         self.require_accelerator(accel)
-        self.debugcon = os.path.join(self.workdir, 'debugcon.log')
-        self.vm.add_args('-accel', accel, '-m', mem,
-                         *guest_args(self.kernel, self.debugcon, command_line))
-        self.vm.launch()
-        return GuestLog(self.debugcon)
-
-    def finish(self, log, expected_exit):
-        self.vm.wait(timeout=self.timeout)
-        log.poll()
-        self.assertEqual(self.vm.exitcode(), expected_exit,
-                         'guest output:\n' + '\n'.join(log.lines))
+        return self.launch_guest(command_line, '-accel', accel, '-m', mem)
 
     def ram_pattern_checked_by_qmp(self, accel, mem, stride):
         log = self.boot('ram_map,ram_pattern,ram_inversions checkpoints=1 '

@@ -10,8 +10,7 @@ import re
 import subprocess
 
 from qemu_test import QemuSystemTest
-from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, check_pattern,
-                                  guest_args, guest_kernel, parse_fields,
+from qemu_test.gmem_guest import (GmemGuestTest, check_pattern, parse_fields,
                                   parse_ranges)
 
 MiB = 1 << 20
@@ -32,16 +31,10 @@ def process_memory(pid):
     return anon * 1024, gmem * 1024
 
 
-class GuestMemfdInPlace(QemuSystemTest):
-
-    timeout = 180
+class GuestMemfdInPlace(GmemGuestTest):
 
     def setUp(self):
         super().setUp()
-        self.kernel = guest_kernel()
-        if self.kernel is None:
-            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
-        self.set_machine('q35')
         self.require_accelerator('kvm')
 
     def touch_all_ram(self, backend_args, mem_mib=256):
@@ -50,16 +43,11 @@ class GuestMemfdInPlace(QemuSystemTest):
         check those words from QEMU's side; return the QEMU process's
         (anonymous, guest_memfd) resident bytes at that point.
         """
-        debugcon = os.path.join(self.workdir, 'debugcon.log')
         self.trace_log = os.path.join(self.workdir, 'trace.log')
-        self.vm.add_args('-accel', 'kvm', '-m', '%dM' % mem_mib,
-                         '-trace', 'kvm_set_user_memory',
-                         '-D', self.trace_log, *backend_args,
-                         *guest_args(self.kernel, debugcon,
-                                     'ram_pattern checkpoints=1 '
-                                     'stride=4096'))
-        self.vm.launch()
-        log = GuestLog(debugcon)
+        log = self.launch_guest('ram_pattern checkpoints=1 stride=4096',
+                                '-accel', 'kvm', '-m', '%dM' % mem_mib,
+                                '-trace', 'kvm_set_user_memory',
+                                '-D', self.trace_log, *backend_args)
         line = log.wait_for('gmem-checkpoint: ram_pattern:', self.vm,
                             self.timeout)
         memory = process_memory(self.vm.get_pid())
@@ -70,8 +58,7 @@ class GuestMemfdInPlace(QemuSystemTest):
         self.assertEqual(bad, 0, 'first bad word at %s' % first)
         self.assertGreater(checked, (mem_mib - 8) * MiB)
         self.vm.cmd('inject-nmi')
-        self.vm.wait(timeout=self.timeout)
-        self.assertEqual(self.vm.exitcode(), EXIT_PASSED)
+        self.finish(log)
         return memory
 
     def test_one_copy(self):

@@ -6,15 +6,14 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-import os
 import subprocess
 import time
 
 from qemu_test import QemuSystemTest
-from qemu_test.gmem_guest import (EXIT_PASSED, KVM_X86_SW_PROTECTED_VM,
-                                  GuestLog, count_secret_words, guest_args,
-                                  guest_kernel, kvm_vm_types, parse_fields,
-                                  read_words, sw_protected_vm_args)
+from qemu_test.gmem_guest import (KVM_X86_SW_PROTECTED_VM, GmemGuestTest,
+                                  count_secret_words, kvm_vm_types,
+                                  parse_fields, read_words,
+                                  sw_protected_vm_args)
 
 
 # As many vCPUs as the rig's L1 has CPUs (tests/rig: RIG_SMP=2). With more,
@@ -24,38 +23,24 @@ from qemu_test.gmem_guest import (EXIT_PASSED, KVM_X86_SW_PROTECTED_VM,
 RIG_VCPUS = 2
 
 
-class SwProtectedVm(QemuSystemTest):
+class SwProtectedVm(GmemGuestTest):
 
     timeout = 600
 
     def setUp(self):
         super().setUp()
-        self.kernel = guest_kernel()
-        if self.kernel is None:
-            self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
         if not kvm_vm_types() & (1 << KVM_X86_SW_PROTECTED_VM):
             self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
                           '(run in the nested rig: make check-rig)')
-        self.set_machine('q35')
         self.require_accelerator('kvm')
 
     def boot(self, command_line, mem='128M', smp=1, conversion='manager',
              reboot=False, extra=(), discard='sync'):
-        self.debugcon = os.path.join(self.workdir, 'debugcon.log')
-        self.vm.add_args('-accel', 'kvm,guest-memfd-conversion=%s,'
-                         'guest-memfd-discard=%s' % (conversion, discard),
-                         '-m', mem, '-smp', str(smp), *extra,
-                         *sw_protected_vm_args(),
-                         *guest_args(self.kernel, self.debugcon, command_line,
-                                     reboot))
-        self.vm.launch()
-        return GuestLog(self.debugcon)
-
-    def finish(self, log, expected_exit=EXIT_PASSED):
-        self.vm.wait(timeout=self.timeout)
-        log.poll()
-        self.assertEqual(self.vm.exitcode(), expected_exit,
-                         'guest output:\n' + '\n'.join(log.lines))
+        return self.launch_guest(
+            command_line, '-accel', 'kvm,guest-memfd-conversion=%s,'
+            'guest-memfd-discard=%s' % (conversion, discard),
+            '-m', mem, '-smp', str(smp), *extra, *sw_protected_vm_args(),
+            reboot=reboot)
 
     def checkpoint(self, log, test):
         line = log.wait_for('gmem-checkpoint: %s:' % test, self.vm,
