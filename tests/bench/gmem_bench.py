@@ -81,14 +81,17 @@ def meminfo_kib(field):
 
 def footprint(qemu, kernel, args, mem_mib, tmp):
     """
-    Boot the test guest, let it touch every page of its free RAM (after
-    accepting it all, for confidential guests); return (seconds until the
+    Boot the test guest, let it touch every page of its free RAM (for
+    confidential guests: while shared, then again after accepting it
+    all); return (seconds until the
     guest's first line, MiB of host memory: QEMU's anonymous memory plus
     the guest_memfd pages the kernel allocated meanwhile).
     """
     debugcon = os.path.join(tmp, 'debugcon-fp-%s.log' % time.monotonic_ns())
-    tests = 'accept_all,ram_pattern' if 'sw-protected' in str(args) \
-        else 'ram_pattern'
+    # Confidential guests first fill memory while it is shared, then
+    # accept it all and fill it again: the shared copies are stale then.
+    tests = 'ram_inversions,accept_all,ram_pattern' \
+        if 'sw-protected' in str(args) else 'ram_pattern'
     unevictable = meminfo_kib('Unevictable')
     vm = QEMUMachine(qemu, base_temp_dir=tmp)
     vm.set_machine('q35')
@@ -185,7 +188,8 @@ def main():
             sys.stdout.flush()
         print()
         print('4. footprint: a %d MiB guest touches every page of its free '
-              'RAM' % FOOTPRINT_MIB)
+              'RAM (confidential guests: first while shared, then again '
+              'after accepting it all)' % FOOTPRINT_MIB)
         print('%-46s %8s %12s' % ('guest RAM', 'boot s', 'host MiB'))
         inplace = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
                    % FOOTPRINT_MIB, '-machine', 'memory-backend=m0,smm=off']
