@@ -26,6 +26,15 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host);
 
 /*
+ * Launch (SEV-SNP LAUNCH_UPDATE, IGVM required memory): make a range
+ * private before the launch command that needs it. @keep_shared keeps the
+ * shared copy, which LAUNCH_UPDATE reads as its source. Not counted as a
+ * request. Returns 0, or -1 with @errp set.
+ */
+int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
+                            Error **errp);
+
+/*
  * KVM_HC_MAP_GPA_RANGE from @cpu: convert, or refuse with a reason.
  * Returns what the guest gets in RAX (run->hypercall.ret): 0 or -KVM_E*.
  * Never stops the VM.

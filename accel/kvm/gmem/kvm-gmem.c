@@ -156,7 +156,7 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 }
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
-                                         bool to_private);
+                                         bool to_private, bool keep_stale);
 
 /*
  * System reset: memory goes back to the state the machine started with,
@@ -171,7 +171,8 @@ static void gmem_reset(void *opaque)
     }
     for (guint i = 0; i < gmem.slots->len; i++) {
         KvmGmemSlot *slot = &g_array_index(gmem.slots, KvmGmemSlot, i);
-        KvmGmemReject r = gmem_convert_locked(slot->gpa, slot->size, false);
+        KvmGmemReject r = gmem_convert_locked(slot->gpa, slot->size, false,
+                                                false);
 
         trace_kvm_gmem_reset(slot->gpa, slot->size, kvm_gmem_reject_name(r));
     }
@@ -430,7 +431,8 @@ static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
 
 /* Change one run of blocks whose state all differs from the target. */
 static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
-                                      uint64_t size, bool to_private)
+                                      uint64_t size, bool to_private,
+                                      bool keep_stale)
 {
     RamBlockAttributes *attr = p->rb->attributes;
     uint64_t gpa = p->gpa + (offset - p->offset);
@@ -446,13 +448,17 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
             ram_block_attributes_state_change(attr, offset, size, false);
             return KVM_GMEM_REJECT_KVM;
         }
-        gmem_discard(p->rb, offset, size, false);   /* shared copy */
+        if (!keep_stale) {
+            gmem_discard(p->rb, offset, size, false);   /* shared copy */
+        }
     } else {
         ret = kvm_set_memory_attributes_shared(gpa, size);
         if (ret) {
             return KVM_GMEM_REJECT_KVM;
         }
-        gmem_discard(p->rb, offset, size, true);    /* private copy */
+        if (!keep_stale) {
+            gmem_discard(p->rb, offset, size, true);    /* private copy */
+        }
         ram_block_attributes_state_change(attr, offset, size, false);
     }
     return KVM_GMEM_OK;
@@ -463,7 +469,7 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
  * maximal run at a time; returns the bytes converted via @converted.
  */
 static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
-                                        uint64_t *converted)
+                                        bool keep_stale, uint64_t *converted)
 {
     RamBlockAttributes *attr = p->rb->attributes;
     const uint64_t bs = qemu_real_host_page_size();
@@ -483,7 +489,8 @@ static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
         }
         last = to_private ? find_next_zero_bit(attr->bitmap, end, first) :
                             find_next_bit(attr->bitmap, end, first);
-        r = gmem_convert_run(p, first * bs, (last - first) * bs, to_private);
+        r = gmem_convert_run(p, first * bs, (last - first) * bs, to_private,
+                             keep_stale);
         if (r) {
             return r;
         }
@@ -494,7 +501,7 @@ static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
 }
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
-                                         bool to_private)
+                                         bool to_private, bool keep_stale)
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,
                                            sizeof(KvmGmemPiece));
@@ -511,7 +518,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
         if (!r) {
             KvmGmemBlock *b = gmem_block(p->rb);
 
-            r = gmem_convert_piece(p, to_private, &converted);
+            r = gmem_convert_piece(p, to_private, keep_stale, &converted);
             if (converted) {
                 if (to_private) {
                     b->conversions_to_private++;
@@ -535,7 +542,7 @@ static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
         int64_t t0 = get_clock();
 
-        r = gmem_convert_locked(gpa, size, to_private);
+        r = gmem_convert_locked(gpa, size, to_private, false);
         gmem.requests++;
         gmem.failures[r]++;
         gmem.busy_ns += get_clock() - t0;
@@ -544,6 +551,24 @@ static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
                            to_private ? "private" : "shared",
                            kvm_gmem_reject_name(r));
     return r;
+}
+
+int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
+                            Error **errp)
+{
+    KvmGmemReject r;
+
+    WITH_QEMU_LOCK_GUARD(&gmem.lock) {
+        r = gmem_convert_locked(gpa, size, true, keep_shared);
+    }
+    trace_kvm_gmem_convert("launch", gpa, size, "private",
+                           kvm_gmem_reject_name(r));
+    if (r) {
+        error_setg(errp, "cannot make launch memory 0x%" PRIx64 " +0x%" PRIx64
+                   " private: %s", gpa, size, kvm_gmem_reject_name(r));
+        return -1;
+    }
+    return 0;
 }
 
 int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
