@@ -3,8 +3,9 @@
  *
  * The only code that changes whether guest memory is private or shared.
  * Inputs: memory-fault exits, KVM_HC_MAP_GPA_RANGE hypercalls (SEV-SNP
- * page-state changes and TDX MapGPA arrive this way) and the initial state
- * of new memslots (launch).
+ * page-state changes and TDX MapGPA arrive this way), the initial state
+ * of new memslots and SEV-SNP launch, guest-memfd-convert (QMP), and
+ * system reset. docs/devel/kvm-gmem.rst has the design.
  *
  * Invariants, under gmem.lock:
  *  - the RamBlockAttributes bitmap is the record of the state: KVM's
