@@ -89,5 +89,40 @@ class GmemGuest(GmemGuestTest):
         self.assertIn('selftest_fail', listed)
 
 
+class GuestMemfdInterfaces(QemuSystemTest):
+    """The gmem layer's QMP, HMP and accelerator properties, no guest."""
+
+    def setUp(self):
+        super().setUp()
+        self.set_machine('q35')
+        self.require_accelerator('kvm')
+
+    def test_schema_hmp_and_properties(self):
+        self.vm.add_args('-accel', 'kvm,guest-memfd-discard=async,'
+                         'guest-memfd-conversion=legacy', '-S',
+                         '-display', 'none', '-nodefaults')
+        self.vm.launch()
+        schema = self.vm.cmd('query-qmp-schema')
+        commands = {e['name'] for e in schema if e['meta-type'] == 'command'}
+        self.assertIn('query-guest-memfd', commands)
+        self.assertIn('guest-memfd-convert', commands)
+        enums = {e['name']: e for e in schema if e['meta-type'] == 'enum'}
+        types = [e['name'] for e in schema if e['meta-type'] == 'object']
+        self.assertTrue(any('sw-protected-vm' in e.get('values', [])
+                            for e in enums.values()))
+        self.assertTrue(types)
+        info = self.vm.cmd('query-guest-memfd')
+        self.assertEqual((info['conversion'], info['discard']),
+                         ('legacy', 'async'))
+        self.assertEqual(info['blocks'], [])      # no guest_memfd memory
+        hmp = self.vm.cmd('human-monitor-command',
+                          **{'command-line': 'info guest-memfd'})
+        self.assertTrue(hmp.startswith('conversion: legacy, discard: async,'),
+                        hmp)
+        resp = self.vm.qmp('guest-memfd-convert', gpa=0, size=4096,
+                           private=True)
+        self.assertIn('needs the conversion manager', resp['error']['desc'])
+
+
 if __name__ == '__main__':
     QemuSystemTest.main()
