@@ -40,6 +40,7 @@
 #include "system/kvm-gmem.h"
 #include "system/ramblock.h"
 #include "system/reset.h"
+#include "gmem-discard-queue.h"
 #include "gmem-request.h"
 #include "trace.h"
 
@@ -60,15 +61,6 @@ typedef struct KvmGmemSlot {
     uint64_t offset;            /* in rb */
     uint64_t size;
 } KvmGmemSlot;
-
-/* A stale copy to free: the shared side, or the guest_memfd side. */
-typedef struct KvmGmemDiscard {
-    RAMBlock *rb;
-    uint64_t offset;
-    uint64_t size;
-    bool guest_memfd;
-    QSIMPLEQ_ENTRY(KvmGmemDiscard) next;
-} KvmGmemDiscard;
 
 /* A part of a request that lies in one RAMBlock. */
 typedef struct KvmGmemPiece {
@@ -91,19 +83,17 @@ static struct {
     QLIST_HEAD(, KvmGmemBlock) blocks;
     GArray *slots;              /* KvmGmemSlot, every one ever added */
 
-    /* discard=async: stale ranges not freed yet, oldest first. */
-    QSIMPLEQ_HEAD(, KvmGmemDiscard) pending;
-    uint64_t backlog;           /* bytes in pending */
+    /* discard=async: stale ranges not freed yet. */
+    KvmGmemDiscardQueue pending;
     QemuCond pending_cond;      /* pending became non-empty */
     bool worker_started;
-} gmem = {
-    .pending = QSIMPLEQ_HEAD_INITIALIZER(gmem.pending),
-};
+} gmem;
 
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 {
     qemu_mutex_init(&gmem.lock);
     qemu_cond_init(&gmem.pending_cond);
+    kvm_gmem_discard_queue_init(&gmem.pending);
 }
 
 void kvm_gmem_set_initially_shared(bool shared)
@@ -179,7 +169,8 @@ static void gmem_reset(void *opaque)
     }
 }
 
-#define GMEM_IN_PLACE_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+#define GMEM_IN_PLACE_FLAGS \
+    (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
 bool kvm_gmem_in_place_possible(KVMState *s)
 {
@@ -361,13 +352,10 @@ static void *gmem_discard_worker(void *opaque)
     for (;;) {
         KvmGmemDiscard *d;
 
-        while (QSIMPLEQ_EMPTY(&gmem.pending)) {
+        while (!(d = kvm_gmem_discard_queue_pop(&gmem.pending))) {
             qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
         }
-        d = QSIMPLEQ_FIRST(&gmem.pending);
-        QSIMPLEQ_REMOVE_HEAD(&gmem.pending, next);
-        gmem_discard_now(d->rb, d->offset, d->size, d->guest_memfd);
-        gmem.backlog -= d->size;
+        gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
         g_free(d);
         /* Let waiting conversions in between discards. */
         qemu_mutex_unlock(&gmem.lock);
@@ -379,8 +367,6 @@ static void *gmem_discard_worker(void *opaque)
 static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
                          bool guest_memfd)
 {
-    KvmGmemDiscard *d;
-
     switch (gmem.discard) {
     case GUEST_MEMFD_DISCARD_SYNC:
         gmem_discard_now(rb, offset, size, guest_memfd);
@@ -397,13 +383,15 @@ static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
                            NULL, QEMU_THREAD_DETACHED);
         gmem.worker_started = true;
     }
-    d = g_new(KvmGmemDiscard, 1);
-    *d = (KvmGmemDiscard) {
-        .rb = rb, .offset = offset, .size = size, .guest_memfd = guest_memfd,
-    };
-    QSIMPLEQ_INSERT_TAIL(&gmem.pending, d, next);
-    gmem.backlog += size;
+    kvm_gmem_discard_queue_push(&gmem.pending, rb, offset, size, guest_memfd);
     qemu_cond_signal(&gmem.pending_cond);
+}
+
+static void gmem_flush_one(KvmGmemDiscard *d, void *opaque)
+{
+    trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(d->block), d->offset,
+                                 d->size);
+    gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
 }
 
 /*
@@ -415,19 +403,8 @@ static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
 static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size)
 {
-    KvmGmemDiscard *d, *tmp;
-
-    QSIMPLEQ_FOREACH_SAFE(d, &gmem.pending, next, tmp) {
-        if (d->rb == rb && d->offset < offset + size &&
-            offset < d->offset + d->size) {
-            QSIMPLEQ_REMOVE(&gmem.pending, d, KvmGmemDiscard, next);
-            trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(rb), d->offset,
-                                         d->size);
-            gmem_discard_now(d->rb, d->offset, d->size, d->guest_memfd);
-            gmem.backlog -= d->size;
-            g_free(d);
-        }
-    }
+    kvm_gmem_discard_queue_take_overlapping(&gmem.pending, rb, offset, size,
+                                            gmem_flush_one, NULL);
 }
 
 /* Change one run of blocks whose state all differs from the target. */
@@ -660,7 +637,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     info->rejected->page_size_hint = gmem.failures[KVM_GMEM_REJECT_HINT];
     info->rejected->not_guest_memfd = gmem.failures[KVM_GMEM_REJECT_NOT_GMEM];
     info->rejected->kvm = gmem.failures[KVM_GMEM_REJECT_KVM];
-    info->discard_backlog = gmem.backlog;
+    info->discard_backlog = gmem.pending.backlog;
 
     QLIST_FOREACH(b, &gmem.blocks, next) {
         GuestMemfdBlockInfo *bi = g_new0(GuestMemfdBlockInfo, 1);
