@@ -9,6 +9,17 @@
 #define IDENTITY_MAP_GIB 16           /* 2 MiB pages over the first 16 GiB */
 #define STACK_SIZE 65536
 
+/* Flat data segments for long mode: selector 0x10 of gdt, null fs/gs. */
+.macro LOAD_DATA_SEGMENTS
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+.endm
+
     /* QEMU's -kernel loader finds the 32-bit entry point in this note. */
     .section .note.pvh, "a"
     .balign 4
@@ -72,13 +83,7 @@ pvh_entry:
 
     .code64
 long_mode:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+    LOAD_DATA_SEGMENTS
     movq $boot_stack_top, %rsp
     call idt_init
     movl pvh_start_info(%rip), %edi
@@ -212,13 +217,7 @@ ap_trampoline_end:
 
     .code64
 ap_long_mode:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+    LOAD_DATA_SEGMENTS
     movl $1, %edi
     lock xaddl %edi, ap_next_index(%rip)  /* edi = 1, 2, ... */
     movq %rdi, %rsp
