@@ -172,6 +172,7 @@ static void gmem_reset(void *opaque)
 #define GMEM_IN_PLACE_FLAGS \
     (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
+/* Asked of the VM: which flags a guest_memfd may have depends on it. */
 bool kvm_gmem_in_place_possible(KVMState *s)
 {
     int flags = kvm_vm_check_extension(s, KVM_CAP_GUEST_MEMFD_FLAGS);
@@ -181,7 +182,6 @@ bool kvm_gmem_in_place_possible(KVMState *s)
 
 int kvm_gmem_create_in_place(uint64_t size, Error **errp)
 {
-    const uint64_t want = GMEM_IN_PLACE_FLAGS;
     int flags;
 
     if (!kvm_enabled()) {
@@ -193,16 +193,15 @@ int kvm_gmem_create_in_place(uint64_t size, Error **errp)
                    "guest_memfd (KVM_CAP_GUEST_MEMFD)");
         return -1;
     }
-    /* Asked of the VM: which flags a guest_memfd may have depends on it. */
-    flags = kvm_vm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD_FLAGS);
-    if ((flags & want) != want) {
+    if (!kvm_gmem_in_place_possible(kvm_state)) {
+        flags = kvm_vm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD_FLAGS);
         error_setg(errp, "in-place guest_memfd needs GUEST_MEMFD_FLAG_MMAP "
                    "and GUEST_MEMFD_FLAG_INIT_SHARED; this kernel offers "
                    "0x%x for this VM type (Linux 6.18 or later, and a VM "
                    "without private memory)", flags < 0 ? 0 : flags);
         return -1;
     }
-    return kvm_create_guest_memfd(size, want, errp);
+    return kvm_create_guest_memfd(size, GMEM_IN_PLACE_FLAGS, errp);
 }
 
 void kvm_gmem_attach_in_place(RAMBlock *rb, int fd)
@@ -299,17 +298,18 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
             return KVM_GMEM_REJECT_NOT_GMEM;       /* a hole first */
         }
         if (memory_region_has_guest_memfd(s.mr)) {
+            /*
+             * Sections are of leaf regions, never aliases, and a RAM
+             * region maps its block from offset 0.
+             */
             KvmGmemPiece p = {
+                .rb = s.mr->ram_block,
                 .mr = s.mr,
                 .gpa = start,
+                .offset = s.offset_within_region,
                 .size = len,
             };
-            void *host = (uint8_t *)memory_region_get_ram_ptr(s.mr) +
-                         s.offset_within_region;
-            ram_addr_t offset;
 
-            p.rb = qemu_ram_block_from_host(host, false, &offset);
-            p.offset = offset;
             g_array_append_val(pieces, p);
         } else {
             bool mmio = !memory_region_is_ram(s.mr) &&
@@ -512,6 +512,14 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
     return r;
 }
 
+/* Count a request from a guest or the operator, and how it ended. */
+static void gmem_account_locked(KvmGmemReject r, int64_t busy_ns)
+{
+    gmem.requests++;
+    gmem.failures[r]++;
+    gmem.busy_ns += busy_ns;
+}
+
 static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
                                   bool to_private, const char *source)
 {
@@ -521,9 +529,7 @@ static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
         int64_t t0 = get_clock();
 
         r = gmem_convert_locked(gpa, size, to_private, false);
-        gmem.requests++;
-        gmem.failures[r]++;
-        gmem.busy_ns += get_clock() - t0;
+        gmem_account_locked(r, get_clock() - t0);
     }
     trace_kvm_gmem_convert(source, gpa, size,
                            to_private ? "private" : "shared",
@@ -558,8 +564,7 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
     r = kvm_gmem_decode_map_gpa_range(gpa, npages, attrs, &range);
     if (r) {
         WITH_QEMU_LOCK_GUARD(&gmem.lock) {
-            gmem.requests++;
-            gmem.failures[r]++;
+            gmem_account_locked(r, 0);
         }
         trace_kvm_gmem_convert("hypercall", gpa, npages, "?",
                                kvm_gmem_reject_name(r));
