@@ -49,4 +49,10 @@ static inline uint64_t rdtsc(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
+/*
+ * Where conversion tests work: base=<gpa> on the command line, else the
+ * start (2 MiB aligned) of the first free RAM range with @need bytes, or 0.
+ */
+uint64_t window_base(uint64_t need);
+
 #endif

@@ -8,11 +8,7 @@
  */
 #include "hypercall.h"
 
-/*
- * The window the conversion tests work in: base=<gpa> on the command
- * line, else the start of the first free RAM range (2 MiB aligned).
- */
-static uint64_t window_base(uint64_t need)
+uint64_t window_base(uint64_t need)
 {
     struct ram_range r[16];
     int n = test_ram_ranges(r, 16);

@@ -95,16 +95,15 @@ static void convert_own_window(int cpu, void *arg)
 GUEST_TEST_EXPLICIT(convert_smp, "cpus= vCPUs convert disjoint windows at "
                     "once, each checking its own data (rounds=)")
 {
-    struct ram_range r[16];
-    int n, ranges = test_ram_ranges(r, 16);
+    int n;
     uint64_t base, total = 0;
     enum test_result res = start_cpus(&n);
 
     if (res) {
         return res;
     }
-    base = ranges ? ALIGN_UP(r[0].start, 2 * MiB) : 0;
-    if (!ranges || base + (uint64_t)n * 4 * MiB > r[0].end) {
+    base = window_base((uint64_t)n * 4 * MiB);
+    if (!base) {
         return test_fail("not enough free RAM for %d windows of 4 MiB", n);
     }
     smp_run(convert_own_window, (void *)(uintptr_t)base);
@@ -169,8 +168,7 @@ static void convert_same_range(int cpu, void *arg)
 GUEST_TEST_EXPLICIT(convert_race, "cpus= vCPUs convert one overlapping "
                     "2 MiB range at once (rounds=), then it is made shared")
 {
-    struct ram_range r[16];
-    int n, ranges = test_ram_ranges(r, 16);
+    int n;
     uint64_t base, ok = 0;
     enum test_result res = start_cpus(&n);
     long ret;
@@ -178,10 +176,10 @@ GUEST_TEST_EXPLICIT(convert_race, "cpus= vCPUs convert one overlapping "
     if (res) {
         return res;
     }
-    if (!ranges) {
-        return test_fail("no free RAM");
+    base = window_base(2 * MiB);
+    if (!base) {
+        return test_fail("no free RAM window of 2 MiB");
     }
-    base = ALIGN_UP(r[0].start, 2 * MiB);
     smp_run(convert_same_range, (void *)(uintptr_t)base);
     for (int i = 0; i < n; i++) {
         ok += race_result[i].ok;
