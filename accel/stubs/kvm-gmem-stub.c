@@ -9,6 +9,7 @@
 #include "qapi/qapi-commands-guest-memfd.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
+#include "system/kvm-gmem.h"
 
 GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
 {
@@ -28,4 +29,12 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
 {
     monitor_printf(mon, "guest_memfd needs KVM, which this QEMU was built "
                    "without\n");
+}
+
+void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+}
+
+void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
+{
 }

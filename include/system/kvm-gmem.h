@@ -36,7 +36,7 @@ int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
 
 /*
  * KVM_HC_MAP_GPA_RANGE from @cpu: convert, or refuse with a reason.
- * Returns what the guest gets in RAX (run->hypercall.ret): 0 or -KVM_E*.
+ * Returns run->hypercall.ret for the guest: 0, EINVAL or EAGAIN.
  * Never stops the VM.
  */
 int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
@@ -68,6 +68,15 @@ bool kvm_gmem_in_place_possible(KVMState *s);
  */
 void kvm_gmem_attach_in_place(RAMBlock *rb, int fd);
 void kvm_gmem_detach_in_place(RAMBlock *rb);
+
+/*
+ * Host I/O on guest RAM (address_space_map() and its users: device DMA)
+ * maps @size bytes at @offset of @rb until the matching unmap: take a
+ * lease then, drop it at the unmap, so the range does not go private
+ * under the mapping. No-ops for blocks without a private side.
+ */
+void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
+void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
 /* Whether upstream's conversion path was selected (-accel kvm,...). */
 bool kvm_gmem_legacy(void);

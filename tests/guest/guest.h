@@ -117,6 +117,22 @@ static inline uint8_t inb(uint16_t port)
     asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+static inline void outw(uint16_t port, uint16_t v)
+{
+    asm volatile("outw %0, %1" : : "a"(v), "Nd"(port));
+}
+static inline uint16_t inw(uint16_t port)
+{
+    uint16_t v;
+    asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+static inline uint32_t inl(uint16_t port)
+{
+    uint32_t v;
+    asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
     asm volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])

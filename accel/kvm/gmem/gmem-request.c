@@ -8,9 +8,14 @@
 #include "qemu/units.h"
 #include "gmem-request.h"
 
-/* include/uapi/linux/kvm_para.h: guest-visible error numbers. */
-#define KVM_EFAULT  14
-#define KVM_EINVAL  22
+/*
+ * The only answers KVM takes from userspace for KVM_HC_MAP_GPA_RANGE
+ * (Documentation/virt/kvm/api.rst, KVM_CAP_EXIT_HYPERCALL), positive:
+ * SEV-SNP and TDX translate them into their own status codes and fail
+ * KVM_RUN on anything else; a plain hypercall gets them in RAX as is.
+ */
+#define MAP_GPA_RANGE_EINVAL    22
+#define MAP_GPA_RANGE_EAGAIN    11
 
 /* KVM_HC_MAP_GPA_RANGE attributes (Documentation/virt/kvm/x86/hypercalls) */
 #define MAP_GPA_RANGE_PAGE_SZ_MASK  0xfULL
@@ -28,6 +33,7 @@ static const char *const reject_names[KVM_GMEM_REJECT__MAX] = {
     [KVM_GMEM_REJECT_HINT] = "page-size-hint",
     [KVM_GMEM_REJECT_NOT_GMEM] = "not-guest-memfd",
     [KVM_GMEM_REJECT_KVM] = "kvm",
+    [KVM_GMEM_REJECT_LEASED] = "leased",
 };
 
 const char *kvm_gmem_reject_name(KvmGmemReject reject)
@@ -40,11 +46,10 @@ int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject)
     switch (reject) {
     case KVM_GMEM_OK:
         return 0;
-    case KVM_GMEM_REJECT_NOT_GMEM:
-    case KVM_GMEM_REJECT_KVM:
-        return -KVM_EFAULT;
+    case KVM_GMEM_REJECT_LEASED:
+        return MAP_GPA_RANGE_EAGAIN;    /* TDX: TDVMCALL_STATUS_RETRY */
     default:
-        return -KVM_EINVAL;
+        return MAP_GPA_RANGE_EINVAL;
     }
 }
 

@@ -18,6 +18,7 @@ typedef enum KvmGmemReject {
     KVM_GMEM_REJECT_HINT,           /* page-size hint does not fit range */
     KVM_GMEM_REJECT_NOT_GMEM,       /* MMIO, hole or past RAM */
     KVM_GMEM_REJECT_KVM,            /* KVM refused the attribute change */
+    KVM_GMEM_REJECT_LEASED,         /* host I/O kept a page going private */
     KVM_GMEM_REJECT__MAX,
 } KvmGmemReject;
 
@@ -42,7 +43,10 @@ KvmGmemReject kvm_gmem_decode_map_gpa_range(uint64_t gpa, uint64_t npages,
 KvmGmemReject kvm_gmem_check_range(uint64_t gpa, uint64_t size,
                                    uint64_t page_size);
 
-/* The answer the guest gets in run->hypercall.ret: 0 or -KVM_E*. */
+/*
+ * The answer the guest gets in run->hypercall.ret: 0, EINVAL (refused) or
+ * EAGAIN (busy, try again), the set KVM accepts for every VM type.
+ */
 int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject);
 
 /* A stable lower-case name, for QMP, HMP and traces. */

@@ -19,6 +19,12 @@
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again.
  *
+ * Under gmem.lease_lock (taken after gmem.lock, never before):
+ *  - no range goes private while host I/O holds a lease on it: a
+ *    conversion fences its ranges, waits (bounded) for the leases on them
+ *    to end and fails with "leased" if they do not; new leases on a fenced
+ *    range wait until the conversion is done.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -26,6 +32,7 @@
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "qapi/qapi-commands-guest-memfd.h"
+#include "qapi/visitor.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
 #include "qemu/error-report.h"
@@ -41,6 +48,7 @@
 #include "system/ramblock.h"
 #include "system/reset.h"
 #include "gmem-discard-queue.h"
+#include "gmem-lease.h"
 #include "gmem-request.h"
 #include "trace.h"
 
@@ -87,13 +95,26 @@ static struct {
     KvmGmemDiscardQueue pending;
     QemuCond pending_cond;      /* pending became non-empty */
     bool worker_started;
-} gmem;
+
+    /* Host I/O on shared memory; see the lease invariant above. */
+    QemuMutex lease_lock;
+    QemuCond lease_cond;        /* a lease ended or a fence was lifted */
+    KvmGmemLeases leases;
+    GArray *fence;              /* KvmGmemPiece going private, or NULL */
+    uint32_t lease_timeout_ms;
+    uint64_t lease_waits;       /* conversions that waited for leases */
+} gmem = {
+    .lease_timeout_ms = 100,
+};
 
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 {
     qemu_mutex_init(&gmem.lock);
     qemu_cond_init(&gmem.pending_cond);
     kvm_gmem_discard_queue_init(&gmem.pending);
+    qemu_mutex_init(&gmem.lease_lock);
+    qemu_cond_init(&gmem.lease_cond);
+    kvm_gmem_leases_init(&gmem.leases);
 }
 
 void kvm_gmem_set_initially_shared(bool shared)
@@ -478,16 +499,116 @@ static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
     return KVM_GMEM_OK;
 }
 
+static bool gmem_pieces_leased(GArray *pieces)
+{
+    for (guint i = 0; i < pieces->len; i++) {
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+
+        if (kvm_gmem_leases_overlap(&gmem.leases, p->rb, p->offset,
+                                    p->size)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Before @pieces go private: fence them against new leases and wait, at
+ * most lease_timeout_ms, for the leases on them to end. On success the
+ * fence stays up until gmem_unfence().
+ */
+static KvmGmemReject gmem_fence(GArray *pieces)
+{
+    int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    int64_t waited = -1;
+
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    gmem.fence = pieces;
+    while (gmem_pieces_leased(pieces)) {
+        waited = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start;
+        if (waited >= gmem.lease_timeout_ms) {
+            gmem.lease_waits++;
+            gmem.fence = NULL;
+            qemu_cond_broadcast(&gmem.lease_cond);
+            trace_kvm_gmem_lease_wait("leased", waited);
+            return KVM_GMEM_REJECT_LEASED;
+        }
+        qemu_cond_timedwait(&gmem.lease_cond, &gmem.lease_lock,
+                            gmem.lease_timeout_ms - waited);
+    }
+    if (waited >= 0) {
+        gmem.lease_waits++;
+        trace_kvm_gmem_lease_wait("ok",
+                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) -
+                                  start);
+    }
+    return KVM_GMEM_OK;
+}
+
+static void gmem_unfence(void)
+{
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    gmem.fence = NULL;
+    qemu_cond_broadcast(&gmem.lease_cond);
+}
+
+static bool gmem_fenced(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    if (!gmem.fence) {
+        return false;
+    }
+    for (guint i = 0; i < gmem.fence->len; i++) {
+        KvmGmemPiece *p = &g_array_index(gmem.fence, KvmGmemPiece, i);
+
+        if (p->rb == rb && p->offset < offset + size &&
+            offset < p->offset + p->size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    if (!rb->attributes || kvm_gmem_legacy()) {
+        return;     /* no private side, or upstream's path: no leases */
+    }
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    while (gmem_fenced(rb, offset, size)) {
+        /* A conversion is changing this range; it does not wait on us. */
+        qemu_cond_wait(&gmem.lease_cond, &gmem.lease_lock);
+    }
+    kvm_gmem_leases_take(&gmem.leases, rb, offset, size);
+    trace_kvm_gmem_lease_take(qemu_ram_get_idstr(rb), offset, size);
+}
+
+void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
+{
+    if (!rb->attributes || kvm_gmem_legacy()) {
+        return;
+    }
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    if (kvm_gmem_leases_drop(&gmem.leases, rb, offset)) {
+        trace_kvm_gmem_lease_drop(qemu_ram_get_idstr(rb), offset);
+        qemu_cond_broadcast(&gmem.lease_cond);
+    }
+}
+
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private, bool keep_stale)
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,
                                            sizeof(KvmGmemPiece));
+    bool fenced = false;
     KvmGmemReject r;
 
     r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
     if (!r) {
         r = gmem_collect(gpa, size, to_private, pieces);
+    }
+    if (!r && to_private) {
+        r = gmem_fence(pieces);
+        fenced = !r;
     }
     for (guint i = 0; i < pieces->len; i++) {
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
@@ -508,6 +629,9 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
             }
         }
         memory_region_unref(p->mr);
+    }
+    if (fenced) {
+        gmem_unfence();
     }
     return r;
 }
@@ -642,7 +766,12 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     info->rejected->page_size_hint = gmem.failures[KVM_GMEM_REJECT_HINT];
     info->rejected->not_guest_memfd = gmem.failures[KVM_GMEM_REJECT_NOT_GMEM];
     info->rejected->kvm = gmem.failures[KVM_GMEM_REJECT_KVM];
+    info->rejected->leased = gmem.failures[KVM_GMEM_REJECT_LEASED];
     info->discard_backlog = gmem.pending.backlog;
+    WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
+        info->leases = gmem.leases.active;
+        info->lease_waits = gmem.lease_waits;
+    }
 
     QLIST_FOREACH(b, &gmem.blocks, next) {
         GuestMemfdBlockInfo *bi = g_new0(GuestMemfdBlockInfo, 1);
@@ -680,12 +809,15 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                    GuestMemfdConversion_str(info->conversion),
                    GuestMemfdDiscard_str(info->discard), info->requests,
                    info->busy_ns / 1000, info->discard_backlog);
+    monitor_printf(mon, "host I/O leases: %" PRIu64 " held, %" PRIu64
+                   " conversions waited for one\n", info->leases,
+                   info->lease_waits);
     monitor_printf(mon, "rejected: empty %" PRIu64 ", unaligned %" PRIu64
                    ", overflow %" PRIu64 ", reserved-bits %" PRIu64
                    ", page-size-hint %" PRIu64 ", not-guest-memfd %" PRIu64
-                   ", kvm %" PRIu64 "\n", r->empty, r->unaligned,
-                   r->overflow, r->reserved_bits, r->page_size_hint,
-                   r->not_guest_memfd, r->kvm);
+                   ", kvm %" PRIu64 ", leased %" PRIu64 "\n", r->empty,
+                   r->unaligned, r->overflow, r->reserved_bits,
+                   r->page_size_hint, r->not_guest_memfd, r->kvm, r->leased);
     for (l = info->blocks; l; l = l->next) {
         GuestMemfdBlockInfo *b = l->value;
 
@@ -707,6 +839,22 @@ static bool gmem_get_prefault(Object *obj, Error **errp)
 static void gmem_set_prefault(Object *obj, bool value, Error **errp)
 {
     gmem.prefault = value;
+}
+
+static void gmem_get_lease_timeout(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    visit_type_uint32(v, name, &gmem.lease_timeout_ms, errp);
+}
+
+static void gmem_set_lease_timeout(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (visit_type_uint32(v, name, &value, errp)) {
+        gmem.lease_timeout_ms = value;
+    }
 }
 
 static int gmem_get_conversion(Object *obj, Error **errp)
@@ -756,4 +904,11 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "hypercall converts it, as QEMU 10.2 does; off by default: the "
         "guest's first touch maps a page anyway, and pages it never "
         "touches then cost no memory");
+    object_class_property_add(oc, "guest-memfd-lease-timeout", "uint32",
+                              gmem_get_lease_timeout, gmem_set_lease_timeout,
+                              NULL, NULL);
+    object_class_property_set_description(oc, "guest-memfd-lease-timeout",
+        "Milliseconds a conversion to private waits for host I/O (device "
+        "DMA) on the range to finish before it answers the guest EAGAIN "
+        "(default 100)");
 }

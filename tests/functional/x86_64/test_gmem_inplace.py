@@ -85,6 +85,46 @@ class GuestMemfdInPlace(GmemGuestTest):
         self.assertEqual(gmem, 0)
         self.assertGreater(anon, 240 * MiB)
 
+    def balloon(self, backend_args, mem_mib=256, balloon_mib=64):
+        """
+        Boot the guest with a legacy virtio-balloon, let it tag every
+        page, take @balloon_mib back through the balloon; return the
+        (anonymous, guest_memfd) resident bytes before and after.
+        """
+        log = self.launch_guest('balloon checkpoints=1',
+                                '-accel', 'kvm', '-m', '%dM' % mem_mib,
+                                '-device', 'virtio-balloon-pci,'
+                                'disable-legacy=off,disable-modern=on',
+                                *backend_args)
+        log.expect('gmem-checkpoint: balloon: touched', self.vm, self.timeout)
+        before = process_memory(self.vm.get_pid())
+        self.vm.cmd('balloon', value=(mem_mib - balloon_mib) * MiB)
+        self.vm.cmd('inject-nmi')
+        line = log.expect('gmem-checkpoint: balloon: inflated', self.vm,
+                          self.timeout)
+        after = process_memory(self.vm.get_pid())
+        fields = parse_fields(line.split(': ', 2)[2])
+        self.assertEqual(int(fields['pages']), balloon_mib * MiB // 4096)
+        self.assertEqual(int(fields['kept_bad']), 0)
+        self.assertEqual(self.vm.cmd('query-balloon')['actual'],
+                         (mem_mib - balloon_mib) * MiB)
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.log.info('balloon %d MiB: anon %d -> %d MiB, guest_memfd %d -> '
+                      '%d MiB', balloon_mib, before[0] // MiB,
+                      after[0] // MiB, before[1] // MiB, after[1] // MiB)
+        return before, after
+
+    def test_balloon_frees_guest_memfd(self):
+        # Inflating punches the pages out of the guest_memfd: the mapping's
+        # resident memory drops by what the guest gave back.
+        before, after = self.balloon([
+            '-object', 'memory-backend-guest-memfd,id=m0,size=256M',
+            '-machine', 'memory-backend=m0,smm=off'])
+        self.assertGreater(before[1], 240 * MiB)
+        self.assertGreaterEqual(before[1] - after[1], 60 * MiB)
+        self.assertLess(after[0], 64 * MiB)
+
     def qemu_error(self, *args):
         proc = subprocess.run([self.qemu_bin, '-M', 'q35', '-nodefaults',
                                '-display', 'none', '-m', '64M', *args],

@@ -1,0 +1,212 @@
+/*
+ * Test guest: tests that need a virtio device (tests/guest/virtio.h).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "hypercall.h"
+#include "virtio.h"
+
+#define MAX_RANGES 16
+
+/* virtio-balloon: config num_pages and actual; 4 KiB page frame numbers. */
+#define BALLOON_CONFIG_NUM_PAGES    0
+#define BALLOON_CONFIG_ACTUAL       4
+#define BALLOON_INFLATE_QUEUE       0
+#define BALLOON_DEFLATE_QUEUE       1
+#define BALLOON_BATCH               256
+
+static uint32_t balloon_pfns[BALLOON_BATCH];
+
+static inline uint64_t page_tag(uint64_t gpa)
+{
+    return gpa ^ 0xba11000000000000ULL;
+}
+
+/* Send [lo, hi) to the balloon queue, BALLOON_BATCH pages per request. */
+static bool balloon_send(struct virtio_dev *dev, struct virtq *q,
+                         uint64_t lo, uint64_t hi)
+{
+    uint64_t gpa = lo;
+
+    while (gpa < hi) {
+        struct virtq_buf buf = { .gpa = (uint64_t)balloon_pfns };
+        int n = 0, id;
+
+        while (n < BALLOON_BATCH && gpa < hi) {
+            balloon_pfns[n++] = gpa >> 12;
+            gpa += 4096;
+        }
+        buf.len = n * sizeof(uint32_t);
+        id = virtq_submit(dev, q, &buf, 1);
+        if (id < 0 || !virtq_wait(q, id, 1ULL << 32)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+GUEST_TEST_EXPLICIT(balloon, "tag every free page, then give the host the "
+                    "pages it asks for through virtio-balloon "
+                    "(-device virtio-balloon-pci,disable-legacy=off; "
+                    "checkpoints=1, the host sets the target between "
+                    "them), check the rest, take them back")
+{
+    struct ram_range r[MAX_RANGES];
+    int n = test_ram_ranges(r, MAX_RANGES);
+    struct virtio_dev dev;
+    struct virtq inflate, deflate;
+    uint64_t want, lo, hi, bad = 0, nonzero = 0, pages = 0;
+
+    if (!virtio_probe(&dev, VIRTIO_ID_BALLOON)) {
+        return test_skip("no legacy virtio-balloon device");
+    }
+    if (!virtio_queue_init(&dev, &inflate, BALLOON_INFLATE_QUEUE) ||
+        !virtio_queue_init(&dev, &deflate, BALLOON_DEFLATE_QUEUE)) {
+        return test_fail("cannot set up the balloon's queues");
+    }
+    virtio_driver_ok(&dev);
+    if (!n) {
+        return test_fail("no usable RAM in the memory map");
+    }
+    for (int i = 0; i < n; i++) {
+        for (uint64_t a = r[i].start; a < r[i].end; a += 4096) {
+            write_word(a, page_tag(a));
+            pages++;
+        }
+    }
+    test_checkpoint("touched pages=%lu", pages);
+
+    /* The balloon comes out of the top of the last (largest) range. */
+    want = virtio_config_read32(&dev, BALLOON_CONFIG_NUM_PAGES);
+    hi = ALIGN_DOWN(r[n - 1].end, 4096);
+    if (!want || want * 4096 > hi - r[n - 1].start) {
+        return test_fail("host asked for %lu pages, range has %lu", want,
+                         (hi - r[n - 1].start) / 4096);
+    }
+    lo = hi - want * 4096;
+    if (!balloon_send(&dev, &inflate, lo, hi)) {
+        return test_fail("inflate request not completed");
+    }
+    virtio_config_write32(&dev, BALLOON_CONFIG_ACTUAL, want);
+    for (int i = 0; i < n; i++) {
+        for (uint64_t a = r[i].start; a < r[i].end; a += 4096) {
+            if ((a < lo || a >= hi) && read_word(a) != page_tag(a)) {
+                bad++;
+            }
+        }
+    }
+    test_checkpoint("inflated pages=%lu gpa=0x%lx-0x%lx kept_bad=%lu", want,
+                    lo, hi, bad);
+
+    /* Take the pages back; their old contents are gone. */
+    if (!balloon_send(&dev, &deflate, lo, hi)) {
+        return test_fail("deflate request not completed");
+    }
+    virtio_config_write32(&dev, BALLOON_CONFIG_ACTUAL, 0);
+    for (uint64_t a = lo; a < hi; a += 4096) {
+        nonzero += read_word(a) != 0;
+        write_word(a, page_tag(a));
+        if (read_word(a) != page_tag(a)) {
+            return test_fail("page 0x%lx not writable after deflate", a);
+        }
+    }
+    test_info("pages=%lu ballooned=%lu kept_bad=%lu returned_nonzero=%lu",
+              pages, want, bad, nonzero);
+    if (bad) {
+        return test_fail("%lu pages outside the balloon lost their data",
+                         bad);
+    }
+    return TEST_PASS;
+}
+
+/* virtio-blk request header and status. */
+#define VIRTIO_BLK_T_IN     0
+struct virtio_blk_req_hdr {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+};
+
+/*
+ * Start a 4 KiB read of sector 0 into @buf; the header and the status byte
+ * live at @meta. Returns the request id.
+ */
+static int blk_read_start(struct virtio_dev *dev, struct virtq *q,
+                          uint64_t buf, uint64_t meta)
+{
+    volatile struct virtio_blk_req_hdr *hdr = (void *)meta;
+    struct virtq_buf bufs[3] = {
+        { meta, sizeof(*hdr), false },
+        { buf, 4096, true },
+        { meta + 64, 1, true },
+    };
+
+    hdr->type = VIRTIO_BLK_T_IN;
+    hdr->reserved = 0;
+    hdr->sector = 0;
+    *(volatile uint8_t *)(meta + 64) = 0xff;
+    return virtq_submit(dev, q, bufs, 3);
+}
+
+GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
+                    "flight, ask for that page and its neighbour to go "
+                    "private; once it completes, ask again (-device "
+                    "virtio-blk-pci,disable-legacy=off,ioeventfd=off on a "
+                    "slow zero-reading disk)")
+{
+    uint64_t base = window_base(2 * MiB);
+    uint64_t buf = base, neighbour = base + 4096, meta = base + 8192;
+    struct virtio_dev dev;
+    struct virtq q;
+    long busy_ret, neighbour_ret, after_ret, back_ret;
+    uint64_t t0, t1, t2, nonzero = 0;
+    uint8_t status;
+    int id;
+
+    if (!base) {
+        return test_fail("no free RAM for the test window");
+    }
+    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init(&dev, &q, 0)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(&dev);
+    for (uint64_t a = buf; a < buf + 4096; a += 8) {
+        write_word(a, page_tag(a));
+    }
+
+    /* With ioeventfd=off the device has mapped buf when the kick returns. */
+    id = blk_read_start(&dev, &q, buf, meta);
+    if (id < 0) {
+        return test_fail("cannot queue the read");
+    }
+    t0 = rdtsc();
+    busy_ret = convert_private(buf, 4096);
+    t1 = rdtsc();
+    neighbour_ret = convert_private(neighbour, 4096);
+    if (!virtq_wait(&q, id, 1ULL << 36)) {
+        return test_fail("the read did not complete");
+    }
+    t2 = rdtsc();
+    status = *(volatile uint8_t *)(meta + 64);
+    for (uint64_t a = buf; a < buf + 4096; a += 8) {
+        nonzero += read_word(a) != 0;
+    }
+    after_ret = convert_private(buf, 4096);
+    back_ret = convert_shared(buf, 8192);
+    test_info("busy_ret=%ld neighbour_ret=%ld after_ret=%ld back_ret=%ld "
+              "status=%u nonzero_words=%lu busy_tsc=%lu read_tsc=%lu",
+              busy_ret, neighbour_ret, after_ret, back_ret, status, nonzero,
+              t1 - t0, t2 - t0);
+    if (status != 0 || nonzero) {
+        return test_fail("the read did not land (status %u, %lu words not "
+                         "zero)", status, nonzero);
+    }
+    if (neighbour_ret || after_ret || back_ret) {
+        return test_fail("a conversion without DMA in flight failed");
+    }
+    return busy_ret == (long)arg_u64("busy_ret", 11) ? TEST_PASS :
+           test_fail("conversion under DMA answered %ld", busy_ret);
+}

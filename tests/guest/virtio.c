@@ -1,0 +1,185 @@
+/*
+ * Test guest: legacy virtio over PCI port I/O, polled.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "virtio.h"
+
+#define PCI_CONFIG_ADDR     0xcf8
+#define PCI_CONFIG_DATA     0xcfc
+#define PCI_VENDOR_REDHAT   0x1af4
+#define PCI_COMMAND         0x04
+#define PCI_COMMAND_IO      0x1
+#define PCI_COMMAND_MASTER  0x4
+#define PCI_BAR0            0x10
+
+/* Legacy virtio PCI registers, offsets from BAR0 (virtio 0.9.5). */
+#define VIRTIO_PCI_GUEST_FEATURES   4
+#define VIRTIO_PCI_QUEUE_PFN        8
+#define VIRTIO_PCI_QUEUE_NUM        12
+#define VIRTIO_PCI_QUEUE_SEL        14
+#define VIRTIO_PCI_QUEUE_NOTIFY     16
+#define VIRTIO_PCI_STATUS           18
+#define VIRTIO_PCI_CONFIG           20      /* MSI-X stays off */
+
+#define VIRTIO_STATUS_ACKNOWLEDGE   1
+#define VIRTIO_STATUS_DRIVER        2
+#define VIRTIO_STATUS_DRIVER_OK     4
+
+#define VIRTQ_DESC_F_NEXT           1
+#define VIRTQ_DESC_F_WRITE          2
+
+#define VIRTQ_ALIGN                 4096
+#define MAX_QUEUES                  4
+
+/* Room for MAX_QUEUES queues of VIRTQ_MAX_SIZE entries, legacy layout. */
+static uint8_t queue_memory[MAX_QUEUES][4 * 4096]
+    __attribute__((aligned(4096)));
+static int queues_used;
+
+static uint32_t pci_read32(uint8_t bus_dev_fn, int offset)
+{
+    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
+    return inl(PCI_CONFIG_DATA);
+}
+
+static void pci_write32(uint8_t bus_dev_fn, int offset, uint32_t v)
+{
+    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
+    outl(PCI_CONFIG_DATA, v);
+}
+
+bool virtio_probe(struct virtio_dev *dev, uint16_t device_id)
+{
+    for (int devfn = 0; devfn < 256; devfn += 8) {
+        uint32_t id = pci_read32(devfn, 0);
+        uint32_t bar;
+
+        if (id != (PCI_VENDOR_REDHAT | ((uint32_t)device_id << 16))) {
+            continue;
+        }
+        bar = pci_read32(devfn, PCI_BAR0);
+        if (!(bar & 1)) {
+            return false;       /* not an I/O BAR: legacy is disabled */
+        }
+        dev->bus_dev_fn = devfn;
+        dev->io = bar & ~3u;
+        pci_write32(devfn, PCI_COMMAND, pci_read32(devfn, PCI_COMMAND) |
+                    PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+        outb(dev->io + VIRTIO_PCI_STATUS, 0);   /* reset */
+        outb(dev->io + VIRTIO_PCI_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+        outb(dev->io + VIRTIO_PCI_STATUS,
+             VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+        outl(dev->io + VIRTIO_PCI_GUEST_FEATURES, 0);
+        return true;
+    }
+    return false;
+}
+
+bool virtio_queue_init(struct virtio_dev *dev, struct virtq *q, int index)
+{
+    uint8_t *mem;
+    uint16_t size;
+
+    outw(dev->io + VIRTIO_PCI_QUEUE_SEL, index);
+    size = inw(dev->io + VIRTIO_PCI_QUEUE_NUM);
+    if (!size || size > VIRTQ_MAX_SIZE || queues_used == MAX_QUEUES) {
+        return false;
+    }
+    mem = queue_memory[queues_used++];
+    memset(mem, 0, sizeof(queue_memory[0]));
+    *q = (struct virtq) {
+        .index = index,
+        .size = size,
+        .nr_free = size,
+        .desc = (volatile struct virtq_desc *)mem,
+        .avail = (volatile uint16_t *)(mem + 16 * size),
+        .used = (volatile uint32_t *)(mem + ALIGN_UP(16 * size + 6 + 2 * size,
+                                                     VIRTQ_ALIGN)),
+    };
+    for (int i = 0; i < size; i++) {
+        q->desc[i].next = i + 1;
+    }
+    outl(dev->io + VIRTIO_PCI_QUEUE_PFN, (uint64_t)mem >> 12);
+    return true;
+}
+
+void virtio_driver_ok(struct virtio_dev *dev)
+{
+    outb(dev->io + VIRTIO_PCI_STATUS, VIRTIO_STATUS_ACKNOWLEDGE |
+         VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+}
+
+uint32_t virtio_config_read32(struct virtio_dev *dev, int offset)
+{
+    return inl(dev->io + VIRTIO_PCI_CONFIG + offset);
+}
+
+void virtio_config_write32(struct virtio_dev *dev, int offset, uint32_t v)
+{
+    outl(dev->io + VIRTIO_PCI_CONFIG + offset, v);
+}
+
+int virtq_submit(struct virtio_dev *dev, struct virtq *q,
+                 const struct virtq_buf *bufs, int n)
+{
+    uint16_t head = q->free_head, d = head;
+
+    if (n < 1 || n > q->nr_free) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        q->desc[d].addr = bufs[i].gpa;
+        q->desc[d].len = bufs[i].len;
+        q->desc[d].flags = (bufs[i].device_writes ? VIRTQ_DESC_F_WRITE : 0) |
+                           (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
+        if (i + 1 < n) {
+            d = q->desc[d].next;
+        }
+    }
+    q->free_head = q->desc[d].next;
+    q->nr_free -= n;
+    q->avail[2 + q->avail_idx % q->size] = head;
+    /* The device must see the ring entry before the new index. */
+    asm volatile("" ::: "memory");
+    q->avail[1] = ++q->avail_idx;
+    asm volatile("mfence" ::: "memory");
+    outw(dev->io + VIRTIO_PCI_QUEUE_NOTIFY, q->index);
+    return head;
+}
+
+bool virtq_poll(struct virtq *q, int *id, uint32_t *len)
+{
+    uint16_t used_idx = q->used[0] >> 16;
+    uint16_t d, n = 1;
+
+    if (used_idx == q->last_used) {
+        return false;
+    }
+    asm volatile("" ::: "memory");
+    *id = q->used[1 + 2 * (q->last_used % q->size)];
+    *len = q->used[2 + 2 * (q->last_used % q->size)];
+    q->last_used++;
+    /* Give the chain back to the free list. */
+    for (d = *id; q->desc[d].flags & VIRTQ_DESC_F_NEXT; d = q->desc[d].next) {
+        n++;
+    }
+    q->desc[d].next = q->free_head;
+    q->free_head = *id;
+    q->nr_free += n;
+    return true;
+}
+
+bool virtq_wait(struct virtq *q, int id, uint64_t spins)
+{
+    int done;
+    uint32_t len;
+
+    while (spins--) {
+        if (virtq_poll(q, &done, &len) && done == id) {
+            return true;
+        }
+        asm volatile("pause");
+    }
+    return false;
+}
