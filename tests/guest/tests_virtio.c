@@ -207,6 +207,7 @@ GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
     if (neighbour_ret || after_ret || back_ret) {
         return test_fail("a conversion without DMA in flight failed");
     }
+    test_checkpoint("busy_ret=%ld", busy_ret);
     return busy_ret == (long)arg_u64("busy_ret", 11) ? TEST_PASS :
            test_fail("conversion under DMA answered %ld", busy_ret);
 }

@@ -77,6 +77,58 @@ class SwProtectedVm(GmemGuestTest):
         self.finish(log)
         self.assertEqual(log.results()['ram_map'], ('PASS', ''))
 
+    def dma_lease(self, conversion, latency_ms, lease_timeout_ms, busy_ret):
+        """
+        The guest starts a virtio-blk read into a page (a disk that takes
+        latency_ms per request) and asks for the page to go private while
+        the read is in flight. Returns the guest's answers and the
+        manager's statistics.
+        """
+        log = self.launch_guest(
+            'dma_lease checkpoints=1 busy_ret=%d' % busy_ret,
+            '-accel', 'kvm,guest-memfd-conversion=%s,'
+            'guest-memfd-lease-timeout=%d' % (conversion, lease_timeout_ms),
+            '-m', '128M', '-blockdev', 'null-co,node-name=slow,size=1048576,'
+            'read-zeroes=on,latency-ns=%d' % (latency_ms * 1000000),
+            # ioeventfd=off: the kick maps the buffer before it returns.
+            # iommu_platform=off: a confidential guest turns it on for
+            # virtio devices, and legacy virtio cannot have it.
+            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
+            'disable-modern=on,ioeventfd=off,iommu_platform=off',
+            *sw_protected_vm_args())
+        self.checkpoint(log, 'dma_lease')
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['dma_lease'], ('PASS', ''))
+        return parse_fields(log.info('dma_lease')[0]), stats
+
+    def test_dma_lease_outlasts_timeout(self):
+        # The read takes 2 s, the lease timeout is 100 ms: the guest is
+        # told to try again (EAGAIN), the DMA lands in the shared page,
+        # and the same request succeeds once the read is done.
+        answers, stats = self.dma_lease('manager', 2000, 100, 11)
+        self.assertEqual(answers['busy_ret'], '11')
+        self.assertEqual(stats['rejected']['leased'], 1)
+        self.assertEqual(stats['lease-waits'], 1)
+        self.assertEqual(stats['leases'], 0)
+
+    def test_dma_lease_waits_for_short_io(self):
+        # The read takes 300 ms, the timeout is 10 s: the conversion waits
+        # for the DMA to finish and then succeeds.
+        answers, stats = self.dma_lease('manager', 300, 10000, 0)
+        self.assertEqual(answers['busy_ret'], '0')
+        self.assertEqual(stats['rejected']['leased'], 0)
+        self.assertEqual(stats['lease-waits'], 1)
+
+    def test_dma_lease_legacy_baseline(self):
+        # QEMU 10.2.2's own path converts the page under the device's
+        # mapping at once; the read then writes to a page the guest
+        # already made private.
+        answers, stats = self.dma_lease('legacy', 2000, 100, 0)
+        self.assertEqual(answers['busy_ret'], '0')
+        self.assertEqual(stats['lease-waits'], 0)
+
     def wait_backlog_drained(self, seconds=10):
         deadline = time.monotonic() + seconds
         while self.vm.cmd('query-guest-memfd')['discard-backlog']:
