@@ -102,6 +102,16 @@ static inline uint64_t read_word(uint64_t gpa)
     return *(volatile uint64_t *)gpa;
 }
 
+/* Compiler barrier; full fence for memory another agent reads. */
+static inline void barrier(void)
+{
+    asm volatile("" : : : "memory");
+}
+static inline void mb(void)
+{
+    asm volatile("mfence" : : : "memory");
+}
+
 /* Port I/O and output. */
 static inline void outb(uint16_t port, uint8_t v)
 {

@@ -127,6 +127,15 @@ struct virtio_blk_req_hdr {
     uint64_t sector;
 };
 
+#define BLK_STATUS_OFFSET   64
+
+/* The status byte of the request whose header is at @meta. */
+static uint8_t blk_status(uint64_t meta)
+{
+    /* Volatile: the device writes it. */
+    return *(volatile uint8_t *)(meta + BLK_STATUS_OFFSET);
+}
+
 /*
  * Start a 4 KiB read of sector 0 into @buf; the header and the status byte
  * live at @meta. Returns the request id.
@@ -134,17 +143,19 @@ struct virtio_blk_req_hdr {
 static int blk_read_start(struct virtio_dev *dev, struct virtq *q,
                           uint64_t buf, uint64_t meta)
 {
-    volatile struct virtio_blk_req_hdr *hdr = (void *)meta;
+    struct virtio_blk_req_hdr *hdr = (void *)meta;
     struct virtq_buf bufs[3] = {
         { meta, sizeof(*hdr), false },
         { buf, 4096, true },
-        { meta + 64, 1, true },
+        { meta + BLK_STATUS_OFFSET, 1, true },
     };
 
     hdr->type = VIRTIO_BLK_T_IN;
     hdr->reserved = 0;
     hdr->sector = 0;
-    *(volatile uint8_t *)(meta + 64) = 0xff;
+    *(uint8_t *)(meta + BLK_STATUS_OFFSET) = 0xff;
+    /* The device must see the request before the kick. */
+    barrier();
     return virtq_submit(dev, q, bufs, 3);
 }
 
@@ -190,7 +201,7 @@ GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
         return test_fail("the read did not complete");
     }
     t2 = rdtsc();
-    status = *(volatile uint8_t *)(meta + 64);
+    status = blk_status(meta);
     for (uint64_t a = buf; a < buf + 4096; a += 8) {
         nonzero += read_word(a) != 0;
     }
@@ -210,4 +221,152 @@ GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
     test_checkpoint("busy_ret=%ld", busy_ret);
     return busy_ret == (long)arg_u64("busy_ret", 11) ? TEST_PASS :
            test_fail("conversion under DMA answered %ld", busy_ret);
+}
+
+/* What one CPU saw in dma_storm; everything but ok counts as a fault. */
+static struct {
+    uint64_t ok;                /* requests answered as expected */
+    uint64_t unexpected;        /* an answer the rules do not allow */
+    uint64_t data_errors;
+    long first_ret;
+} storm[MAX_CPUS];
+
+static struct {
+    struct virtio_dev dev;
+    struct virtq q;
+    uint64_t base;              /* CPU 0's DMA buffers, then the windows */
+} storm_setup;
+
+#define STORM_BUFFERS   8
+#define STORM_WINDOW    (4 * MiB)
+
+static void storm_expect(int cpu, long ret, long want)
+{
+    if (ret == want) {
+        storm[cpu].ok++;
+    } else if (!storm[cpu].unexpected++) {
+        storm[cpu].first_ret = ret;
+    }
+}
+
+static uint64_t storm_word(uint64_t gpa, int cpu, uint64_t round)
+{
+    return gpa * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)cpu << 56) ^ round;
+}
+
+/*
+ * CPU 0: reads from a slow zero-reading disk into its buffers, one at a
+ * time. While a read is in flight, making its buffer private must be
+ * refused (EAGAIN); once it is done the buffer must hold the disk's
+ * zeros, and the buffer must go private and back.
+ */
+static void storm_dma(uint64_t rounds)
+{
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t buf = storm_setup.base + (i % STORM_BUFFERS) * 8 * KiB;
+        uint64_t meta = buf + 4 * KiB;
+        uint8_t status;
+        int id;
+
+        for (uint64_t a = buf; a < buf + 4096; a += 64) {
+            write_word(a, storm_word(a, 0, i));
+        }
+        id = blk_read_start(&storm_setup.dev, &storm_setup.q, buf, meta);
+        storm_expect(0, convert_private(buf, 4096), 11);
+        if (id < 0 || !virtq_wait(&storm_setup.q, id, 1ULL << 36)) {
+            storm[0].data_errors++;
+            return;
+        }
+        status = blk_status(meta);
+        for (uint64_t a = buf; a < buf + 4096; a += 64) {
+            storm[0].data_errors += read_word(a) != 0;
+        }
+        storm[0].data_errors += status != 0;
+        storm_expect(0, convert_private(buf, 4096), 0);
+        write_word(buf, storm_word(buf, 0, ~i));
+        storm[0].data_errors += read_word(buf) != storm_word(buf, 0, ~i);
+        storm_expect(0, convert_shared(buf, 4096), 0);
+    }
+}
+
+/*
+ * Other CPUs: random 4 KiB to 2 MiB conversions in their own window,
+ * writing and checking data in each state.
+ */
+static void storm_convert(int cpu, uint64_t rounds)
+{
+    uint64_t window = storm_setup.base + (uint64_t)cpu * STORM_WINDOW;
+    uint64_t rng = 0x2545f4914f6cdd1dULL * (cpu + 1);
+
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t pages, gpa;
+        long ret;
+
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        pages = 1 + rng % 512;
+        gpa = window + ((rng >> 16) % (512 - pages + 1)) * 4 * KiB;
+        ret = convert_private(gpa, pages * 4096);
+        storm_expect(cpu, ret, 0);
+        for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
+            write_word(a, storm_word(a, cpu, i));
+        }
+        for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
+            storm[cpu].data_errors += read_word(a) != storm_word(a, cpu, i);
+        }
+        storm_expect(cpu, convert_shared(gpa, pages * 4096), 0);
+        for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
+            write_word(a, ~storm_word(a, cpu, i));
+            storm[cpu].data_errors += read_word(a) != ~storm_word(a, cpu, i);
+        }
+    }
+}
+
+static void storm_cpu(int cpu, void *arg)
+{
+    uint64_t rounds = arg_u64("rounds", 16);
+
+    (void)arg;
+    if (cpu == 0) {
+        storm_dma(rounds);
+    } else {
+        storm_convert(cpu, rounds * 4);
+    }
+}
+
+GUEST_TEST_EXPLICIT(dma_storm, "cpus= vCPUs: CPU 0 keeps virtio-blk reads "
+                    "in flight and tries to make their buffers private, "
+                    "the others convert random ranges of their own windows, "
+                    "all checking data (rounds=)")
+{
+    int want = arg_u64("cpus", 2), n;
+    uint64_t ok = 0;
+
+    if (!virtio_probe(&storm_setup.dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init(&storm_setup.dev, &storm_setup.q, 0)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(&storm_setup.dev);
+    n = smp_start(want);
+    if (n != want) {
+        return test_fail("%d of %d CPUs came online", n, want);
+    }
+    storm_setup.base = window_base((uint64_t)n * STORM_WINDOW);
+    if (!storm_setup.base) {
+        return test_fail("not enough free RAM for %d windows", n);
+    }
+    smp_run(storm_cpu, NULL);
+    for (int i = 0; i < n; i++) {
+        ok += storm[i].ok;
+        if (storm[i].unexpected || storm[i].data_errors) {
+            return test_fail("cpu %d: %lu unexpected answers (first %ld), "
+                             "%lu data errors", i, storm[i].unexpected,
+                             storm[i].first_ret, storm[i].data_errors);
+        }
+    }
+    test_info("cpus=%d answers=%lu unexpected=0 data_errors=0", n, ok);
+    return TEST_PASS;
 }

@@ -92,10 +92,10 @@ bool virtio_queue_init(struct virtio_dev *dev, struct virtq *q, int index)
         .index = index,
         .size = size,
         .nr_free = size,
-        .desc = (volatile struct virtq_desc *)mem,
-        .avail = (volatile uint16_t *)(mem + 16 * size),
-        .used = (volatile uint32_t *)(mem + ALIGN_UP(16 * size + 6 + 2 * size,
-                                                     VIRTQ_ALIGN)),
+        .desc = (void *)mem,
+        .avail = (void *)(mem + 16 * size),
+        .used = (void *)(mem + ALIGN_UP(16 * size + 6 + 2 * size,
+                                        VIRTQ_ALIGN)),
     };
     for (int i = 0; i < size; i++) {
         q->desc[i].next = i + 1;
@@ -141,9 +141,9 @@ int virtq_submit(struct virtio_dev *dev, struct virtq *q,
     q->nr_free -= n;
     q->avail[2 + q->avail_idx % q->size] = head;
     /* The device must see the ring entry before the new index. */
-    asm volatile("" ::: "memory");
+    barrier();
     q->avail[1] = ++q->avail_idx;
-    asm volatile("mfence" ::: "memory");
+    mb();
     outw(dev->io + VIRTIO_PCI_QUEUE_NOTIFY, q->index);
     return head;
 }
@@ -156,7 +156,7 @@ bool virtq_poll(struct virtq *q, int *id, uint32_t *len)
     if (used_idx == q->last_used) {
         return false;
     }
-    asm volatile("" ::: "memory");
+    barrier();
     *id = q->used[1 + 2 * (q->last_used % q->size)];
     *len = q->used[2 + 2 * (q->last_used % q->size)];
     q->last_used++;

@@ -31,6 +31,7 @@ struct virtq {
     uint16_t nr_free;
     uint16_t avail_idx;         /* next avail ring slot we fill */
     uint16_t last_used;         /* next used ring slot we read */
+    /* Volatile: the device reads and writes the rings behind our back. */
     volatile struct virtq_desc *desc;
     volatile uint16_t *avail;   /* flags, idx, ring[size] */
     volatile uint32_t *used;    /* flags|idx, then (id, len) pairs */

@@ -21,6 +21,8 @@ def main():
     env = dict(os.environ)
     # L1 sees the host read-only; its /tmp is its own tmpfs.
     env['QEMU_BUILD_ROOT'] = '/tmp/gmem-rig-build'
+    # Room for the 4-vCPU storm (test_gmem_sw_protected.STORM_VCPUS).
+    env.setdefault('RIG_SMP', '4')
     pythonpath = os.path.join(src, 'python') + ':' + os.path.dirname(here)
     cmd = [os.path.join(src, 'tests', 'rig', 'run.sh'),
            '/usr/bin/env', 'PYTHONPATH=' + pythonpath, '/usr/bin/python3',
