@@ -12,6 +12,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qom/object_interfaces.h"
+#include "migration/blocker.h"
 #include "hw/boards.h"
 #include <linux/kvm.h>
 #include "system/hostmem.h"
@@ -27,6 +28,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(HostMemoryBackendGuestMemfd,
 struct HostMemoryBackendGuestMemfd {
     HostMemoryBackend parent_obj;
     int fd;                     /* the guest_memfd; the RAMBlock has a dup */
+    Error *migration_blocker;
 };
 
 static bool gmem_backend_memory_alloc(HostMemoryBackend *backend,
@@ -74,6 +76,17 @@ static bool gmem_backend_memory_alloc(HostMemoryBackend *backend,
             return false;
         }
     }
+    /*
+     * Migration logs dirty pages of all RAM, and KVM refuses to log
+     * guest_memfd memslots (KVM_MEM_LOG_DIRTY_PAGES): migrating would
+     * stop the VM.
+     */
+    error_setg(&m->migration_blocker, "memory-backend-guest-memfd '%s': KVM "
+               "cannot log dirty pages of guest_memfd memory, so the VM "
+               "cannot be migrated", name);
+    if (migrate_add_blocker(&m->migration_blocker, errp) < 0) {
+        return false;
+    }
     m->fd = kvm_gmem_create_in_place(backend->size, errp);
     if (m->fd < 0) {
         return false;
@@ -108,6 +121,7 @@ static void gmem_backend_instance_finalize(Object *obj)
 {
     HostMemoryBackendGuestMemfd *m = MEMORY_BACKEND_GUEST_MEMFD(obj);
 
+    migrate_del_blocker(&m->migration_blocker);
     if (m->fd >= 0) {
         kvm_gmem_detach_in_place(MEMORY_BACKEND(obj)->mr.ram_block);
         close(m->fd);

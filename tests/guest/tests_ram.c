@@ -144,3 +144,32 @@ GUEST_TEST(ram_map, "report the firmware memory map the guest booted with")
     test_info("free ram ranges %s", ranges);
     return n ? TEST_PASS : test_fail("no usable RAM in the memory map");
 }
+
+GUEST_TEST_EXPLICIT(ram_fill, "write the pattern over gpa= size= (RAM the "
+                    "memory map does not list, e.g. a pc-dimm), read it "
+                    "back, let the host check it (checkpoints=1)")
+{
+    struct ram_range r = {
+        .start = arg_u64("gpa", 0),
+        .end = arg_u64("gpa", 0) + arg_u64("size", 0),
+    };
+    uint64_t seed = pattern_seed(), stride = pattern_stride();
+    uint64_t bad, first = 0;
+
+    if (!stride) {
+        return test_fail("stride must be a power of two from 8 to 4096");
+    }
+    if (r.start >= r.end || (r.start | r.end) % 8 ||
+        r.end > identity_map_limit()) {
+        return test_fail("gpa= size= must give an aligned range below 0x%lx",
+                         identity_map_limit());
+    }
+    fill_ranges(&r, 1, seed, 0, stride);
+    bad = check_ranges(&r, 1, seed, 0, stride, &first);
+    if (bad) {
+        return test_fail("%lu bad words, first at 0x%lx", bad, first);
+    }
+    test_checkpoint("seed=0x%lx stride=%lu ranges=0x%lx-0x%lx", seed, stride,
+                    r.start, r.end);
+    return TEST_PASS;
+}

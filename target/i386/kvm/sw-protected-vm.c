@@ -18,6 +18,7 @@
 #include <linux/kvm_para.h>
 #include "qapi/error.h"
 #include "qemu/error-report.h"
+#include "migration/blocker.h"
 #include "qom/object_interfaces.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
@@ -32,6 +33,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(SwProtectedVm, SW_PROTECTED_VM)
 
 struct SwProtectedVm {
     X86ConfidentialGuest parent_obj;
+    Error *migration_blocker;
 };
 
 static int sw_protected_vm_kvm_type(X86ConfidentialGuest *cg)
@@ -83,6 +85,17 @@ static int sw_protected_vm_kvm_init(ConfidentialGuestSupport *cgs,
     if (!kvm_enable_hypercall(BIT_ULL(KVM_HC_MAP_GPA_RANGE))) {
         error_setg(errp, "sw-protected-vm: KVM cannot exit to userspace on "
                    "KVM_HC_MAP_GPA_RANGE (KVM_CAP_EXIT_HYPERCALL)");
+        return -1;
+    }
+    /*
+     * Migration logs dirty pages of all RAM, and KVM refuses to log
+     * guest_memfd memslots: migrating would stop the VM.
+     */
+    error_setg(&SW_PROTECTED_VM(cgs)->migration_blocker,
+               "sw-protected-vm: KVM cannot log dirty pages of guest_memfd "
+               "memory, so the VM cannot be migrated");
+    if (migrate_add_blocker(&SW_PROTECTED_VM(cgs)->migration_blocker,
+                            errp) < 0) {
         return -1;
     }
     /* The guest boots from shared memory and converts what it wants. */

@@ -125,6 +125,111 @@ class GuestMemfdInPlace(GmemGuestTest):
         self.assertGreaterEqual(before[1] - after[1], 60 * MiB)
         self.assertLess(after[0], 64 * MiB)
 
+    def test_migration_is_refused(self):
+        # KVM refuses to log dirty pages of guest_memfd memslots; QEMU
+        # 10.2.2 aborts when migration turns dirty logging on (seen here:
+        # KVM_SET_USER_MEMORY_REGION2 flags=0x5 -> EINVAL, then abort).
+        # The backend blocks migration instead: the command fails with the
+        # reason and the guest runs on with its data intact.
+        log = self.launch_guest('ram_pattern checkpoints=1 stride=4096',
+                                '-accel', 'kvm', '-m', '128M', '-object',
+                                'memory-backend-guest-memfd,id=m0,size=128M',
+                                '-machine', 'memory-backend=m0,smm=off')
+        line = log.wait_for('gmem-checkpoint: ram_pattern:', self.vm,
+                            self.timeout)
+        resp = self.vm.qmp('migrate', uri='exec:cat > /dev/null')
+        self.assertIn('cannot log dirty pages of guest_memfd memory',
+                      resp['error']['desc'])
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+        fields = parse_fields(line.split(': ', 2)[2])
+        checked, bad, first = check_pattern(
+            self.vm, self.workdir, int(fields['seed'], 0),
+            parse_ranges(fields['ranges']), 4096)
+        self.assertEqual(bad, 0, 'first bad word at %s' % first)
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+
+    def test_only_migratable_refuses_backend(self):
+        err = self.qemu_error('-accel', 'kvm', '-only-migratable', '-object',
+                              'memory-backend-guest-memfd,id=m0,size=64M',
+                              '-machine', 'memory-backend=m0,smm=off')
+        self.assertIn('cannot be migrated', err)
+
+    def guest_memfd_slots(self):
+        """(gpa, size) of the KVM_MEM_GUEST_MEMFD memslots in the trace."""
+        with open(self.trace_log) as f:
+            slots = re.findall(r'flags=0x(\w+) gpa=0x(\w+) size=0x(\w+) '
+                               r'ua=0x\w+ guest_memfd=(-?\d+)', f.read())
+        return {(int(gpa, 16), int(size, 16)) for flags, gpa, size, fd in slots
+                if int(flags, 16) & 4 and int(size, 16)}
+
+    def test_numa_nodes_and_pc_dimm(self):
+        # Two NUMA nodes and a cold-plugged pc-dimm, each on its own
+        # guest_memfd backend: the guest's writes to node RAM and to the
+        # DIMM (at the start of device memory, 4 GiB here) read back
+        # through QEMU, and every one of them is a guest_memfd memslot.
+        self.trace_log = os.path.join(self.workdir, 'trace.log')
+        dimm = 0x100000000
+        log = self.launch_guest(
+            'ram_pattern,ram_fill checkpoints=1 stride=4096 gpa=0x%x '
+            'size=0x%x' % (dimm, 64 * MiB),
+            '-accel', 'kvm', '-m', '128M,slots=2,maxmem=1G',
+            '-machine', 'smm=off',
+            '-object', 'memory-backend-guest-memfd,id=n0,size=64M',
+            '-object', 'memory-backend-guest-memfd,id=n1,size=64M',
+            '-numa', 'node,nodeid=0,memdev=n0',
+            '-numa', 'node,nodeid=1,memdev=n1',
+            '-object', 'memory-backend-guest-memfd,id=d0,size=64M',
+            '-device', 'pc-dimm,id=dimm0,memdev=d0,node=1',
+            '-trace', 'kvm_set_user_memory', '-D', self.trace_log)
+        for test in ('ram_pattern', 'ram_fill'):
+            line = log.wait_for('gmem-checkpoint: %s:' % test, self.vm,
+                                self.timeout)
+            fields = parse_fields(line.split(': ', 2)[2])
+            checked, bad, first = check_pattern(
+                self.vm, self.workdir, int(fields['seed'], 0),
+                parse_ranges(fields['ranges']), 4096)
+            self.assertEqual(bad, 0, '%s: first bad word at %s' % (test, first))
+            self.assertGreaterEqual(checked, 60 * MiB)
+            self.vm.cmd('inject-nmi')
+        self.finish(log)
+        slots = self.guest_memfd_slots()
+        self.assertIn((dimm, 64 * MiB), slots)
+        # Node 0 is [0, 64 MiB), node 1 the next 64 MiB: both in slots.
+        covered = sum(size for gpa, size in slots if gpa < dimm)
+        self.assertGreaterEqual(covered, 127 * MiB)
+
+    def test_prealloc_and_host_policy(self):
+        # prealloc=on allocates the whole guest_memfd before the guest
+        # runs; policy=bind,host-nodes=0 binds the mapping (guest_memfd
+        # has NUMA mempolicy since Linux 6.18) and the pages land on node 0.
+        self.vm.add_args('-accel', 'kvm', '-m', '128M', '-S',
+                         '-object', 'memory-backend-guest-memfd,id=m0,'
+                         'size=128M,prealloc=on,policy=bind,host-nodes=0',
+                         '-machine', 'memory-backend=m0,smm=off',
+                         '-nodefaults', '-display', 'none')
+        self.vm.launch()
+        anon, gmem = process_memory(self.vm.get_pid())
+        self.assertEqual(gmem, 128 * MiB)
+        with open('/proc/%d/numa_maps' % self.vm.get_pid()) as f:
+            maps = [l for l in f if 'kvm-gmem' in l]
+        self.assertEqual(len(maps), 1, maps)
+        self.assertIn(' bind:0 ', maps[0])
+        self.assertIn(' N0=%d ' % (128 * MiB // 4096), maps[0] + ' ')
+        self.vm.shutdown()
+
+    def test_no_prealloc_allocates_on_touch(self):
+        # The baseline of the test above: without prealloc, a guest that
+        # has not run has allocated next to nothing.
+        self.vm.add_args('-accel', 'kvm', '-m', '128M', '-S',
+                         '-object', 'memory-backend-guest-memfd,id=m0,'
+                         'size=128M', '-machine', 'memory-backend=m0,smm=off',
+                         '-nodefaults', '-display', 'none')
+        self.vm.launch()
+        anon, gmem = process_memory(self.vm.get_pid())
+        self.assertLess(gmem, 8 * MiB)
+        self.vm.shutdown()
+
     def qemu_error(self, *args):
         proc = subprocess.run([self.qemu_bin, '-M', 'q35', '-nodefaults',
                                '-display', 'none', '-m', '64M', *args],

@@ -74,6 +74,18 @@ class SwProtectedVm(GmemGuestTest):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn('needs -machine smm=off', proc.stderr)
 
+    def test_migration_is_refused(self):
+        # Dirty logging of guest_memfd memslots is refused by KVM; without
+        # the blocker, migrate would stop the VM.
+        log = self.boot('hold checkpoints=1')
+        self.checkpoint(log, 'hold')
+        resp = self.vm.qmp('migrate', uri='exec:cat > /dev/null')
+        self.assertIn('cannot log dirty pages of guest_memfd memory',
+                      resp['error']['desc'])
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+
     def test_type1_vm_boots(self):
         log = self.boot('ram_map')
         self.finish(log)
