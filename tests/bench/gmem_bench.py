@@ -25,6 +25,7 @@ import time
 
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
+                                  parse_fields, parse_ranges,
                                   sw_protected_vm_args)
 
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
@@ -79,13 +80,33 @@ def meminfo_kib(field):
     return 0
 
 
+def ram_mapping_kib(pid, mem_mib):
+    """
+    Resident KiB of QEMU's mapping of guest RAM (the one mapping at least
+    mem_mib large), and whether it is a guest_memfd mapping (in place).
+    """
+    best, in_place, size = 0, False, 0
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
+            if m:
+                size = int(m[2], 16) - int(m[1], 16)
+                gmem = 'kvm-gmem' in line
+            elif line.startswith('Rss:') and size >= mem_mib << 20:
+                rss = int(line.split()[1])
+                if rss > best:
+                    best, in_place = rss, gmem
+    return best, in_place
+
+
 def footprint(qemu, kernel, args, mem_mib, tmp):
     """
     Boot the test guest, let it touch every page of its free RAM (for
     confidential guests: while shared, then again after accepting it
-    all); return (seconds until the
-    guest's first line, MiB of host memory: QEMU's anonymous memory plus
-    the guest_memfd pages the kernel allocated meanwhile).
+    all); return (seconds until the guest's first line, MiB of host
+    memory: QEMU's anonymous memory plus the guest_memfd pages the kernel
+    allocated meanwhile, MiB of that which holds guest RAM: the RAM
+    mapping plus private guest_memfd pages, MiB the guest touched).
     """
     debugcon = os.path.join(tmp, 'debugcon-fp-%s.log' % time.monotonic_ns())
     # Confidential guests first fill memory while it is shared, then
@@ -115,12 +136,17 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
             time.sleep(0.05)
         with open('/proc/%d/status' % vm.get_pid()) as f:
             anon = int(re.search(r'^RssAnon:\s+(\d+) kB', f.read(), re.M)[1])
-        gmem = meminfo_kib('Unevictable') - unevictable
+        gmem = max(meminfo_kib('Unevictable') - unevictable, 0)
+        ram, in_place = ram_mapping_kib(vm.get_pid(), mem_mib)
+        touched = sum(end - start for start, end in parse_ranges(
+            parse_fields(line.split(': ', 2)[2])['ranges']))
         vm.cmd('inject-nmi')
         vm.wait(timeout=60)
     finally:
         vm.shutdown()
-    return boot, (anon + max(gmem, 0)) / 1024
+    # In place, the RAM mapping's pages are the guest_memfd's pages.
+    guest_ram = ram if in_place else ram + gmem
+    return boot, (anon + gmem) / 1024, guest_ram / 1024, touched / (1 << 20)
 
 
 def main():
@@ -190,7 +216,9 @@ def main():
         print('4. footprint: a %d MiB guest touches every page of its free '
               'RAM (confidential guests: first while shared, then again '
               'after accepting it all)' % FOOTPRINT_MIB)
-        print('%-46s %8s %12s' % ('guest RAM', 'boot s', 'host MiB'))
+        print('%-46s %7s %9s %9s %8s %6s' % ('guest RAM', 'boot s',
+                                            'host MiB', 'RAM MiB',
+                                            'touched', 'ratio'))
         inplace = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
                    % FOOTPRINT_MIB, '-machine', 'memory-backend=m0,smm=off']
         cgs = sw_protected_vm_args()
@@ -202,13 +230,20 @@ def main():
                  ['-accel', 'kvm,guest-memfd-discard=sync', *cgs]),
                 ('split (sw-protected, all private, discard=none)',
                  ['-accel', 'kvm,guest-memfd-discard=none', *cgs])):
-            boot, mib = footprint(qemu, kernel, args, FOOTPRINT_MIB, tmp)
-            print('%-46s %8.2f %12.0f' % (name, boot, mib))
+            boot, mib, ram, touched = footprint(qemu, kernel, args,
+                                                FOOTPRINT_MIB, tmp)
+            print('%-46s %7.2f %9.0f %9.1f %8.1f %6.3f' %
+                  (name, boot, mib, ram, touched, ram / touched))
             sys.stdout.flush()
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '
           'no vCPU. Guest-driven rows pay a guest exit and re-entry per '
           'request, which nested TCG makes expensive.')
+    print('footprint: host MiB is all of QEMU\'s anonymous memory plus '
+          'guest_memfd pages; RAM MiB only what holds guest RAM (the RAM '
+          'mapping plus private pages); ratio = RAM MiB / touched '
+          '(target <= 1.02; firmware and the guest image are not in '
+          '"touched").')
     return 0
 
 

@@ -50,6 +50,7 @@
 #include "gmem-discard-queue.h"
 #include "gmem-lease.h"
 #include "gmem-request.h"
+#include "gmem-runs.h"
 #include "trace.h"
 
 /* One guest_memfd-backed RAMBlock and what happened to it. */
@@ -470,31 +471,19 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
 static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
                                         bool keep_stale, uint64_t *converted)
 {
-    RamBlockAttributes *attr = p->rb->attributes;
     const uint64_t bs = qemu_real_host_page_size();
-    unsigned long bit = p->offset / bs;
+    unsigned long bit = p->offset / bs, first, last;
     const unsigned long end = (p->offset + p->size) / bs;
 
-    while (bit < end) {
-        /* Shared blocks have their bit set: find the next that differs. */
-        unsigned long first = to_private ?
-            find_next_bit(attr->bitmap, end, bit) :
-            find_next_zero_bit(attr->bitmap, end, bit);
-        unsigned long last;
-        KvmGmemReject r;
+    while (kvm_gmem_next_run(p->rb->attributes->bitmap, &bit, end,
+                             to_private, &first, &last)) {
+        KvmGmemReject r = gmem_convert_run(p, first * bs, (last - first) * bs,
+                                           to_private, keep_stale);
 
-        if (first >= end) {
-            break;
-        }
-        last = to_private ? find_next_zero_bit(attr->bitmap, end, first) :
-                            find_next_bit(attr->bitmap, end, first);
-        r = gmem_convert_run(p, first * bs, (last - first) * bs, to_private,
-                             keep_stale);
         if (r) {
             return r;
         }
         *converted += (last - first) * bs;
-        bit = last;
     }
     return KVM_GMEM_OK;
 }

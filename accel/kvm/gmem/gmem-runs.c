@@ -1,0 +1,28 @@
+/*
+ * KVM guest_memfd layer: which blocks a conversion changes.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bitops.h"
+#include "gmem-runs.h"
+
+bool kvm_gmem_next_run(const unsigned long *shared, unsigned long *bit,
+                       unsigned long end, bool to_private,
+                       unsigned long *run_start, unsigned long *run_end)
+{
+    /* Going private, the blocks to change are the shared ones (bit set). */
+    unsigned long first = to_private ? find_next_bit(shared, end, *bit) :
+                                       find_next_zero_bit(shared, end, *bit);
+
+    if (first >= end) {
+        *bit = end;
+        return false;
+    }
+    *run_start = first;
+    *run_end = to_private ? find_next_zero_bit(shared, end, first) :
+                            find_next_bit(shared, end, first);
+    *bit = *run_end;
+    return true;
+}
