@@ -81,22 +81,18 @@ def meminfo_kib(field):
 
 
 def ram_mapping_kib(pid, mem_mib):
-    """
-    Resident KiB of QEMU's mapping of guest RAM (the one mapping at least
-    mem_mib large), and whether it is a guest_memfd mapping (in place).
-    """
-    best, in_place, size = 0, False, 0
+    """Resident KiB of QEMU's anonymous mapping of guest RAM."""
+    best, size, anon = 0, 0, False
     with open('/proc/%d/smaps' % pid) as f:
         for line in f:
-            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)', line)
             if m:
                 size = int(m[2], 16) - int(m[1], 16)
-                gmem = 'kvm-gmem' in line
-            elif line.startswith('Rss:') and size >= mem_mib << 20:
-                rss = int(line.split()[1])
-                if rss > best:
-                    best, in_place = rss, gmem
-    return best, in_place
+                anon = m[3] == '0'
+            elif (line.startswith('Rss:') and anon and
+                  size >= mem_mib << 20):
+                best = max(best, int(line.split()[1]))
+    return best
 
 
 def footprint(qemu, kernel, args, mem_mib, tmp):
@@ -137,15 +133,17 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
         with open('/proc/%d/status' % vm.get_pid()) as f:
             anon = int(re.search(r'^RssAnon:\s+(\d+) kB', f.read(), re.M)[1])
         gmem = max(meminfo_kib('Unevictable') - unevictable, 0)
-        ram, in_place = ram_mapping_kib(vm.get_pid(), mem_mib)
+        ram = ram_mapping_kib(vm.get_pid(), mem_mib)
         touched = sum(end - start for start, end in parse_ranges(
             parse_fields(line.split(': ', 2)[2])['ranges']))
         vm.cmd('inject-nmi')
         vm.wait(timeout=60)
     finally:
         vm.shutdown()
-    # In place, the RAM mapping's pages are the guest_memfd's pages.
-    guest_ram = ram if in_place else ram + gmem
+    # In place, guest RAM is all guest_memfd pages; KVM maps them for the
+    # guest without QEMU's mapping, whose Rss may not count them.
+    in_place = 'memory-backend-guest-memfd' in ' '.join(args)
+    guest_ram = gmem if in_place else ram + gmem
     return boot, (anon + gmem) / 1024, guest_ram / 1024, touched / (1 << 20)
 
 
