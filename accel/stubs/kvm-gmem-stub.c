@@ -11,7 +11,8 @@
 #include "monitor/monitor.h"
 #include "system/kvm-gmem.h"
 
-GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
+GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
+                                      Error **errp)
 {
     error_setg(errp, "guest_memfd needs KVM, which this QEMU was built "
                "without");

@@ -88,6 +88,7 @@ static struct {
     bool prefault;              /* map converted ranges before the guest */
     uint64_t requests;
     uint64_t busy_ns;           /* time spent converting, all requests */
+    uint64_t kernel_ns;         /* of which in attribute and discard calls */
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     QLIST_HEAD(, KvmGmemBlock) blocks;
     GArray *slots;              /* KvmGmemSlot, every one ever added */
@@ -436,6 +437,7 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
 {
     RamBlockAttributes *attr = p->rb->attributes;
     uint64_t gpa = p->gpa + (offset - p->offset);
+    int64_t t0;
     int ret;
 
     trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
@@ -443,21 +445,25 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
     if (to_private) {
         /* Listeners drop the range while QEMU may still map it. */
         ram_block_attributes_state_change(attr, offset, size, true);
+        t0 = get_clock();
         ret = kvm_set_memory_attributes_private(gpa, size);
+        if (!ret && !keep_stale) {
+            gmem_discard(p->rb, offset, size, false);   /* shared copy */
+        }
+        gmem.kernel_ns += get_clock() - t0;
         if (ret) {
             ram_block_attributes_state_change(attr, offset, size, false);
             return KVM_GMEM_REJECT_KVM;
         }
-        if (!keep_stale) {
-            gmem_discard(p->rb, offset, size, false);   /* shared copy */
-        }
     } else {
+        t0 = get_clock();
         ret = kvm_set_memory_attributes_shared(gpa, size);
+        if (!ret && !keep_stale) {
+            gmem_discard(p->rb, offset, size, true);    /* private copy */
+        }
+        gmem.kernel_ns += get_clock() - t0;
         if (ret) {
             return KVM_GMEM_REJECT_KVM;
-        }
-        if (!keep_stale) {
-            gmem_discard(p->rb, offset, size, true);    /* private copy */
         }
         ram_block_attributes_state_change(attr, offset, size, false);
     }
@@ -735,7 +741,40 @@ void qmp_guest_memfd_convert(uint64_t gpa, uint64_t size, bool private,
     }
 }
 
-GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
+#define GMEM_MAX_LISTED_RANGES 1024
+
+/* The runs of equal state of @attr, at most GMEM_MAX_LISTED_RANGES. */
+static void gmem_list_ranges(RamBlockAttributes *attr,
+                             GuestMemfdBlockInfo *bi)
+{
+    const uint64_t bs = qemu_real_host_page_size();
+    const unsigned long end = attr->bitmap_size;
+    GuestMemfdRangeList **tail = &bi->ranges;
+    unsigned long bit = 0, listed = 0;
+
+    bi->has_ranges = true;
+    bi->has_ranges_truncated = true;
+    while (bit < end) {
+        bool shared = test_bit(bit, attr->bitmap);
+        unsigned long next = shared ? find_next_zero_bit(attr->bitmap, end, bit)
+                                    : find_next_bit(attr->bitmap, end, bit);
+        GuestMemfdRange *r;
+
+        if (listed++ == GMEM_MAX_LISTED_RANGES) {
+            bi->ranges_truncated = true;
+            return;
+        }
+        r = g_new(GuestMemfdRange, 1);
+        r->offset = (uint64_t)bit * bs;
+        r->size = (uint64_t)(next - bit) * bs;
+        r->q_private = !shared;
+        QAPI_LIST_APPEND(tail, r);
+        bit = next;
+    }
+}
+
+GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
+                                      Error **errp)
 {
     GuestMemfdInfo *info = g_new0(GuestMemfdInfo, 1);
     GuestMemfdBlockInfoList **tail = &info->blocks;
@@ -747,6 +786,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
     info->discard = gmem.discard;
     info->requests = gmem.requests;
     info->busy_ns = gmem.busy_ns;
+    info->kernel_ns = gmem.kernel_ns;
     info->rejected = g_new0(GuestMemfdRejects, 1);
     info->rejected->empty = gmem.failures[KVM_GMEM_REJECT_EMPTY];
     info->rejected->unaligned = gmem.failures[KVM_GMEM_REJECT_UNALIGNED];
@@ -775,6 +815,9 @@ GuestMemfdInfo *qmp_query_guest_memfd(Error **errp)
         bi->conversions_to_shared = b->conversions_to_shared;
         bi->bytes_to_private = b->bytes_to_private;
         bi->bytes_to_shared = b->bytes_to_shared;
+        if (ranges) {
+            gmem_list_ranges(attr, bi);
+        }
         QAPI_LIST_APPEND(tail, bi);
     }
     return info;
@@ -787,17 +830,18 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
     GuestMemfdBlockInfoList *l;
     GuestMemfdRejects *r;
 
-    info = qmp_query_guest_memfd(&err);
+    info = qmp_query_guest_memfd(false, false, &err);
     if (hmp_handle_error(mon, err)) {
         return;
     }
     r = info->rejected;
     monitor_printf(mon, "conversion: %s, discard: %s, requests: %" PRIu64
-                   " (%" PRIu64 " us converting), discard backlog: %" PRIu64
-                   " bytes\n",
+                   " (%" PRIu64 " us converting, %" PRIu64 " us of it in the "
+                   "kernel), discard backlog: %" PRIu64 " bytes\n",
                    GuestMemfdConversion_str(info->conversion),
                    GuestMemfdDiscard_str(info->discard), info->requests,
-                   info->busy_ns / 1000, info->discard_backlog);
+                   info->busy_ns / 1000, info->kernel_ns / 1000,
+                   info->discard_backlog);
     monitor_printf(mon, "host I/O leases: %" PRIu64 " held, %" PRIu64
                    " conversions waited for one\n", info->leases,
                    info->lease_waits);

@@ -115,6 +115,15 @@ class GuestMemfdInterfaces(QemuSystemTest):
         self.assertEqual((info['conversion'], info['discard']),
                          ('legacy', 'async'))
         self.assertEqual(info['blocks'], [])      # no guest_memfd memory
+        self.assertEqual((info['leases'], info['lease-waits'],
+                          info['kernel-ns'], info['rejected']['leased']),
+                         (0, 0, 0, 0))
+        props = {p['name']: p for p in self.vm.cmd('qom-list-properties',
+                                                    typename='kvm-accel')}
+        for name in ('guest-memfd-conversion', 'guest-memfd-discard',
+                     'guest-memfd-prefault', 'guest-memfd-lease-timeout'):
+            self.assertIn(name, props)
+            self.assertTrue(props[name].get('description'), name)
         hmp = self.vm.cmd('human-monitor-command',
                           **{'command-line': 'info guest-memfd'})
         self.assertTrue(hmp.startswith('conversion: legacy, discard: async,'),

@@ -170,6 +170,22 @@ class SwProtectedVm(GmemGuestTest):
                             'discard backlog not freed in %ds' % seconds)
             time.sleep(0.05)
 
+    def check_listed_ranges(self, base, size, private):
+        """
+        query-guest-memfd's per-range listing of pc.ram (which maps guest
+        physical 0 at offset 0 here): exactly [base, base + size) is
+        private when @private, nothing otherwise.
+        """
+        blocks = self.vm.cmd('query-guest-memfd', ranges=True)['blocks']
+        ram = [b for b in blocks if b['id'] == 'pc.ram'][0]
+        self.assertFalse(ram['ranges-truncated'])
+        runs = ram['ranges']
+        self.assertEqual(sum(r['size'] for r in runs), ram['size'])
+        self.assertEqual([(r['offset'], r['size']) for r in runs
+                          if r['private']],
+                         [(base, size)] if private else [])
+        self.assertEqual(ram['private'], size if private else 0)
+
     def secret_and_data_rules(self, discard):
         log = self.boot('convert_secret checkpoints=1', discard=discard)
         for phase in ('private', 'shared'):
@@ -178,6 +194,7 @@ class SwProtectedVm(GmemGuestTest):
             base, size = int(fields['base'], 0), int(fields['size'], 0)
             self.assertEqual(count_secret_words(self.vm, self.workdir,
                                                 base, size), 0)
+            self.check_listed_ranges(base, size, phase == 'private')
             # Data rule: QEMU's mapping of a range the guest made private
             # reads zeros (the shared side was discarded), and still does
             # after the guest shares it again (the private side is dropped);
