@@ -5,6 +5,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/range.h"
 #include "gmem-discard-queue.h"
 
 void kvm_gmem_discard_queue_init(KvmGmemDiscardQueue *q)
@@ -48,8 +49,8 @@ void kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
     KvmGmemDiscard *d, *tmp;
 
     QSIMPLEQ_FOREACH_SAFE(d, &q->pending, next, tmp) {
-        if (d->block == block && d->offset < offset + size &&
-            offset < d->offset + d->size) {
+        if (d->block == block &&
+            ranges_overlap(d->offset, d->size, offset, size)) {
             QSIMPLEQ_REMOVE(&q->pending, d, KvmGmemDiscard, next);
             q->backlog -= d->size;
             fn(d, opaque);

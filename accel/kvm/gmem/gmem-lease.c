@@ -5,6 +5,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/range.h"
 #include "gmem-lease.h"
 
 typedef struct KvmGmemLease {
@@ -86,8 +87,8 @@ bool kvm_gmem_leases_overlap(KvmGmemLeases *l, const void *block,
     }
     g_hash_table_iter_init(&iter, l->by_start);
     while (g_hash_table_iter_next(&iter, (gpointer *)&lease, NULL)) {
-        if (lease->block == block && lease->offset < offset + size &&
-            offset < lease->offset + lease->size) {
+        if (lease->block == block &&
+            ranges_overlap(lease->offset, lease->size, offset, size)) {
             return true;
         }
     }

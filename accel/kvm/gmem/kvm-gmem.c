@@ -40,6 +40,7 @@
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "qemu/lockable.h"
+#include "qemu/range.h"
 #include "qom/object.h"
 #include "exec/target_page.h"
 #include "system/address-spaces.h"
@@ -555,8 +556,7 @@ static bool gmem_fenced(RAMBlock *rb, uint64_t offset, uint64_t size)
     for (guint i = 0; i < gmem.fence->len; i++) {
         KvmGmemPiece *p = &g_array_index(gmem.fence, KvmGmemPiece, i);
 
-        if (p->rb == rb && p->offset < offset + size &&
-            offset < p->offset + p->size) {
+        if (p->rb == rb && ranges_overlap(p->offset, p->size, offset, size)) {
             return true;
         }
     }
