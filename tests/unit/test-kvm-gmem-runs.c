@@ -139,6 +139,46 @@ static void test_model(void)
     g_rand_free(rand);
 }
 
+/*
+ * Runs of equal state (the walk of query-guest-memfd's listing and of a
+ * memslot coming back): uniform, maximal, and together the whole range.
+ */
+static void test_state_runs(void)
+{
+    GRand *rand = g_rand_new_with_seed(0x72756e);
+
+    for (int iter = 0; iter < 500; iter++) {
+        DECLARE_BITMAP(shared, BLOCKS);
+        unsigned long start = g_rand_int_range(rand, 0, BLOCKS);
+        unsigned long end = g_rand_int_range(rand, start + 1, BLOCKS + 1);
+        unsigned long bit = start;
+
+        bitmap_zero(shared, BLOCKS);
+        for (int b = 0; b < BLOCKS; b++) {
+            if (g_rand_int_range(rand, 0, 8) ? b && test_bit(b - 1, shared)
+                                             : g_rand_boolean(rand)) {
+                set_bit(b, shared);
+            }
+        }
+        while (bit < end) {
+            bool is_shared;
+            unsigned long next = kvm_gmem_state_run_end(shared, bit, end,
+                                                        &is_shared);
+
+            g_assert_cmpuint(next, >, bit);
+            g_assert_cmpuint(next, <=, end);
+            for (unsigned long b = bit; b < next; b++) {
+                g_assert_cmpint(test_bit(b, shared), ==, is_shared);
+            }
+            if (next < end) {
+                g_assert_cmpint(test_bit(next, shared), !=, is_shared);
+            }
+            bit = next;
+        }
+    }
+    g_rand_free(rand);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -148,5 +188,6 @@ int main(int argc, char **argv)
                     test_holes_are_skipped);
     g_test_add_func("/kvm-gmem/runs/empty-range", test_empty_range);
     g_test_add_func("/kvm-gmem/runs/model", test_model);
+    g_test_add_func("/kvm-gmem/runs/state-runs", test_state_runs);
     return g_test_run();
 }

@@ -1,5 +1,5 @@
 /*
- * KVM guest_memfd layer: which blocks a conversion changes.
+ * KVM guest_memfd layer: runs of blocks in the RamBlockAttributes bitmap.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -25,4 +25,13 @@ bool kvm_gmem_next_run(const unsigned long *shared, unsigned long *bit,
                             find_next_bit(shared, end, first);
     *bit = *run_end;
     return true;
+}
+
+unsigned long kvm_gmem_state_run_end(const unsigned long *shared,
+                                     unsigned long bit, unsigned long end,
+                                     bool *is_shared)
+{
+    *is_shared = test_bit(bit, shared);
+    return *is_shared ? find_next_zero_bit(shared, end, bit) :
+                        find_next_bit(shared, end, bit);
 }

@@ -1,9 +1,9 @@
 /*
- * KVM guest_memfd layer: which blocks a conversion changes.
+ * KVM guest_memfd layer: runs of blocks in the RamBlockAttributes bitmap.
  *
- * A pure function over the RamBlockAttributes bitmap (bit set = shared),
- * so unit tests can cover the "skip what is already in the target state"
- * step of the manager.
+ * Pure functions over the bitmap (bit set = shared), so unit tests can
+ * cover the manager's "skip what is already in the target state" step and
+ * its walks over runs of equal state.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -18,5 +18,13 @@
 bool kvm_gmem_next_run(const unsigned long *shared, unsigned long *bit,
                        unsigned long end, bool to_private,
                        unsigned long *run_start, unsigned long *run_end);
+
+/*
+ * The end of the run of blocks in [bit, end) that are in the state of
+ * block @bit, which *is_shared reports; @bit must be below @end.
+ */
+unsigned long kvm_gmem_state_run_end(const unsigned long *shared,
+                                     unsigned long bit, unsigned long end,
+                                     bool *is_shared);
 
 #endif

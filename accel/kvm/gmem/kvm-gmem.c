@@ -154,9 +154,9 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
     const unsigned long end = (slot->offset + slot->size) / bs;
 
     while (bit < end) {
-        bool shared = test_bit(bit, attr->bitmap);
-        unsigned long next = shared ? find_next_zero_bit(attr->bitmap, end, bit)
-                                    : find_next_bit(attr->bitmap, end, bit);
+        bool shared;
+        unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
+                                                    &shared);
         uint64_t gpa = slot->gpa + bit * bs - slot->offset;
         uint64_t size = (next - bit) * bs;
         int ret = shared ? kvm_set_memory_attributes_shared(gpa, size)
@@ -755,9 +755,9 @@ static void gmem_list_ranges(RamBlockAttributes *attr,
     bi->has_ranges = true;
     bi->has_ranges_truncated = true;
     while (bit < end) {
-        bool shared = test_bit(bit, attr->bitmap);
-        unsigned long next = shared ? find_next_zero_bit(attr->bitmap, end, bit)
-                                    : find_next_bit(attr->bitmap, end, bit);
+        bool shared;
+        unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
+                                                    &shared);
         GuestMemfdRange *r;
 
         if (listed++ == GMEM_MAX_LISTED_RANGES) {
