@@ -36,6 +36,7 @@ static bool gmem_backend_memory_alloc(HostMemoryBackend *backend,
 {
     HostMemoryBackendGuestMemfd *m = MEMORY_BACKEND_GUEST_MEMFD(backend);
     g_autofree char *name = host_memory_backend_get_name(backend);
+    g_autofree char *owner = NULL;
     uint32_t ram_flags;
     int map_fd;
 
@@ -76,15 +77,8 @@ static bool gmem_backend_memory_alloc(HostMemoryBackend *backend,
             return false;
         }
     }
-    /*
-     * Migration logs dirty pages of all RAM, and KVM refuses to log
-     * guest_memfd memslots (KVM_MEM_LOG_DIRTY_PAGES): migrating would
-     * stop the VM.
-     */
-    error_setg(&m->migration_blocker, "memory-backend-guest-memfd '%s': KVM "
-               "cannot log dirty pages of guest_memfd memory, so the VM "
-               "cannot be migrated", name);
-    if (migrate_add_blocker(&m->migration_blocker, errp) < 0) {
+    owner = g_strdup_printf("memory-backend-guest-memfd '%s'", name);
+    if (kvm_gmem_block_migration(&m->migration_blocker, owner, errp) < 0) {
         return false;
     }
     m->fd = kvm_gmem_create_in_place(backend->size, errp);

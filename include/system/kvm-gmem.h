@@ -78,6 +78,14 @@ void kvm_gmem_detach_in_place(RAMBlock *rb);
 void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
+/*
+ * Register @blocker, naming @owner, against migration of a VM whose RAM
+ * has guest_memfd memslots; returns migrate_add_blocker()'s result.
+ * Undo with migrate_del_blocker(@blocker).
+ */
+int kvm_gmem_block_migration(Error **blocker, const char *owner,
+                             Error **errp);
+
 /* Whether upstream's conversion path was selected (-accel kvm,...). */
 bool kvm_gmem_legacy(void);
 

@@ -43,6 +43,7 @@
 #include "qemu/range.h"
 #include "qom/object.h"
 #include "exec/target_page.h"
+#include "migration/blocker.h"
 #include "system/address-spaces.h"
 #include "system/kvm.h"
 #include "system/kvm-gmem.h"
@@ -123,6 +124,19 @@ static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 void kvm_gmem_set_initially_shared(bool shared)
 {
     gmem.initially_shared = shared;
+}
+
+int kvm_gmem_block_migration(Error **blocker, const char *owner,
+                             Error **errp)
+{
+    /*
+     * Migration logs dirty pages of all RAM, and KVM refuses
+     * KVM_MEM_LOG_DIRTY_PAGES on guest_memfd memslots (Linux 7.2 still):
+     * QEMU 10.2 stops the VM when migration turns logging on.
+     */
+    error_setg(blocker, "%s: KVM cannot log dirty pages of guest_memfd "
+               "memory, so the VM cannot be migrated", owner);
+    return migrate_add_blocker(blocker, errp);
 }
 
 bool kvm_gmem_legacy(void)

@@ -18,7 +18,6 @@
 #include <linux/kvm_para.h>
 #include "qapi/error.h"
 #include "qemu/error-report.h"
-#include "migration/blocker.h"
 #include "qom/object_interfaces.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
@@ -87,15 +86,8 @@ static int sw_protected_vm_kvm_init(ConfidentialGuestSupport *cgs,
                    "KVM_HC_MAP_GPA_RANGE (KVM_CAP_EXIT_HYPERCALL)");
         return -1;
     }
-    /*
-     * Migration logs dirty pages of all RAM, and KVM refuses to log
-     * guest_memfd memslots: migrating would stop the VM.
-     */
-    error_setg(&SW_PROTECTED_VM(cgs)->migration_blocker,
-               "sw-protected-vm: KVM cannot log dirty pages of guest_memfd "
-               "memory, so the VM cannot be migrated");
-    if (migrate_add_blocker(&SW_PROTECTED_VM(cgs)->migration_blocker,
-                            errp) < 0) {
+    if (kvm_gmem_block_migration(&SW_PROTECTED_VM(cgs)->migration_blocker,
+                                 "sw-protected-vm", errp) < 0) {
         return -1;
     }
     /* The guest boots from shared memory and converts what it wants. */
