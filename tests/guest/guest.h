@@ -82,6 +82,20 @@ uint64_t identity_map_limit(void);
  */
 #define MAX_CPUS 16
 int smp_start(int cpus);
+/*
+ * For SMP tests: bring up as many CPUs as cpus= says (default 2); fails
+ * the test unless all came online. *n gets the number online.
+ */
+enum test_result smp_start_test_cpus(int *n);
+
+/*
+ * The word @cpu writes at @gpa in round @round: no two CPUs or rounds
+ * write the same one, so a word from the wrong writer shows.
+ */
+static inline uint64_t cpu_word(uint64_t gpa, int cpu, uint64_t round)
+{
+    return gpa * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)cpu << 56) ^ round;
+}
 void smp_run(void (*fn)(int cpu, void *arg), void *arg);
 
 /*

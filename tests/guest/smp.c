@@ -82,6 +82,17 @@ int smp_start(int cpus)
     return cpus_online;
 }
 
+enum test_result smp_start_test_cpus(int *n)
+{
+    int want = arg_u64("cpus", 2);
+
+    *n = smp_start(want);
+    if (*n != want) {
+        return test_fail("%d of %d CPUs came online", *n, want);
+    }
+    return TEST_PASS;
+}
+
 void smp_run(void (*fn)(int cpu, void *arg), void *arg)
 {
     int n = cpus_online;

@@ -6,17 +6,6 @@
  */
 #include "hypercall.h"
 
-static enum test_result start_cpus(int *n)
-{
-    int want = arg_u64("cpus", 2);
-
-    *n = smp_start(want);
-    if (*n != want) {
-        return test_fail("%d of %d CPUs came online", *n, want);
-    }
-    return TEST_PASS;
-}
-
 /* Written by every CPU in smp_run(), read by the BSP afterwards. */
 static volatile uint64_t seen[MAX_CPUS];
 
@@ -29,7 +18,7 @@ GUEST_TEST_EXPLICIT(smp_online, "bring cpus= vCPUs online and run code on "
                     "each")
 {
     int n;
-    enum test_result r = start_cpus(&n);
+    enum test_result r = smp_start_test_cpus(&n);
 
     if (r) {
         return r;
@@ -52,11 +41,6 @@ static struct {
     long first_ret;
 } smp_result[MAX_CPUS];
 
-static uint64_t smp_word(uint64_t gpa, int cpu, uint64_t round)
-{
-    return gpa * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)cpu << 56) ^ round;
-}
-
 /*
  * Each CPU owns a disjoint 4 MiB window and cycles its 4 KiB and 2 MiB
  * chunks through private and shared, writing and checking its own data
@@ -75,11 +59,11 @@ static void convert_own_window(int cpu, void *arg)
         smp_result[cpu].conversions++;
         if (!ret) {
             for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
-                write_word(a, smp_word(a, cpu, i));
+                write_word(a, cpu_word(a, cpu, i));
             }
             for (uint64_t a = gpa; a < gpa + chunk; a += 512) {
                 smp_result[cpu].data_errors +=
-                    read_word(a) != smp_word(a, cpu, i);
+                    read_word(a) != cpu_word(a, cpu, i);
             }
             ret = convert_shared(gpa, chunk);
             smp_result[cpu].conversions++;
@@ -97,7 +81,7 @@ GUEST_TEST_EXPLICIT(convert_smp, "cpus= vCPUs convert disjoint windows at "
 {
     int n;
     uint64_t base, total = 0;
-    enum test_result res = start_cpus(&n);
+    enum test_result res = smp_start_test_cpus(&n);
 
     if (res) {
         return res;
@@ -170,7 +154,7 @@ GUEST_TEST_EXPLICIT(convert_race, "cpus= vCPUs convert one overlapping "
 {
     int n;
     uint64_t base, ok = 0;
-    enum test_result res = start_cpus(&n);
+    enum test_result res = smp_start_test_cpus(&n);
     long ret;
 
     if (res) {

@@ -249,11 +249,6 @@ static void storm_expect(int cpu, long ret, long want)
     }
 }
 
-static uint64_t storm_word(uint64_t gpa, int cpu, uint64_t round)
-{
-    return gpa * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)cpu << 56) ^ round;
-}
-
 /*
  * CPU 0: reads from a slow zero-reading disk into its buffers, one at a
  * time. While a read is in flight, making its buffer private must be
@@ -269,7 +264,7 @@ static void storm_dma(uint64_t rounds)
         int id;
 
         for (uint64_t a = buf; a < buf + 4096; a += 64) {
-            write_word(a, storm_word(a, 0, i));
+            write_word(a, cpu_word(a, 0, i));
         }
         id = blk_read_start(&storm_setup.dev, &storm_setup.q, buf, meta);
         storm_expect(0, convert_private(buf, 4096), 11);
@@ -283,8 +278,8 @@ static void storm_dma(uint64_t rounds)
         }
         storm[0].data_errors += status != 0;
         storm_expect(0, convert_private(buf, 4096), 0);
-        write_word(buf, storm_word(buf, 0, ~i));
-        storm[0].data_errors += read_word(buf) != storm_word(buf, 0, ~i);
+        write_word(buf, cpu_word(buf, 0, ~i));
+        storm[0].data_errors += read_word(buf) != cpu_word(buf, 0, ~i);
         storm_expect(0, convert_shared(buf, 4096), 0);
     }
 }
@@ -310,15 +305,15 @@ static void storm_convert(int cpu, uint64_t rounds)
         ret = convert_private(gpa, pages * 4096);
         storm_expect(cpu, ret, 0);
         for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
-            write_word(a, storm_word(a, cpu, i));
+            write_word(a, cpu_word(a, cpu, i));
         }
         for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
-            storm[cpu].data_errors += read_word(a) != storm_word(a, cpu, i);
+            storm[cpu].data_errors += read_word(a) != cpu_word(a, cpu, i);
         }
         storm_expect(cpu, convert_shared(gpa, pages * 4096), 0);
         for (uint64_t a = gpa; a < gpa + pages * 4096; a += 4096) {
-            write_word(a, ~storm_word(a, cpu, i));
-            storm[cpu].data_errors += read_word(a) != ~storm_word(a, cpu, i);
+            write_word(a, ~cpu_word(a, cpu, i));
+            storm[cpu].data_errors += read_word(a) != ~cpu_word(a, cpu, i);
         }
     }
 }
@@ -340,8 +335,9 @@ GUEST_TEST_EXPLICIT(dma_storm, "cpus= vCPUs: CPU 0 keeps virtio-blk reads "
                     "the others convert random ranges of their own windows, "
                     "all checking data (rounds=)")
 {
-    int want = arg_u64("cpus", 2), n;
     uint64_t ok = 0;
+    enum test_result res;
+    int n;
 
     if (!virtio_probe(&storm_setup.dev, VIRTIO_ID_BLK)) {
         return test_skip("no legacy virtio-blk device");
@@ -350,9 +346,9 @@ GUEST_TEST_EXPLICIT(dma_storm, "cpus= vCPUs: CPU 0 keeps virtio-blk reads "
         return test_fail("cannot set up the request queue");
     }
     virtio_driver_ok(&storm_setup.dev);
-    n = smp_start(want);
-    if (n != want) {
-        return test_fail("%d of %d CPUs came online", n, want);
+    res = smp_start_test_cpus(&n);
+    if (res) {
+        return res;
     }
     storm_setup.base = window_base((uint64_t)n * STORM_WINDOW);
     if (!storm_setup.base) {
