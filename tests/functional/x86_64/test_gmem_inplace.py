@@ -37,6 +37,14 @@ class GuestMemfdInPlace(GmemGuestTest):
         super().setUp()
         self.require_accelerator('kvm')
 
+    def memslots(self):
+        """(flags, gpa, size, guest_memfd) of every memslot update traced."""
+        with open(self.trace_log) as f:
+            slots = re.findall(r'flags=0x(\w+) gpa=0x(\w+) size=0x(\w+) '
+                               r'ua=0x\w+ guest_memfd=(-?\d+)', f.read())
+        return [(int(flags, 16), int(gpa, 16), int(size, 16), int(fd))
+                for flags, gpa, size, fd in slots]
+
     def touch_all_ram(self, backend_args, mem_mib=256):
         """
         Boot, let the guest write one word in every page of its free RAM,
@@ -70,14 +78,11 @@ class GuestMemfdInPlace(GmemGuestTest):
         self.assertGreater(gmem, 240 * MiB)
         self.assertLess(anon, 64 * MiB)
         # The guest's RAM slots are guest_memfd slots (KVM_MEM_GUEST_MEMFD).
-        with open(self.trace_log) as f:
-            slots = re.findall(r'flags=0x(\w+) gpa=0x(\w+) size=0x(\w+) '
-                               r'ua=0x\w+ guest_memfd=(-?\d+)', f.read())
-        ram = [s for s in slots if int(s[2], 16) >= 64 * MiB]
+        ram = [s for s in self.memslots() if s[2] >= 64 * MiB]
         self.assertTrue(ram, 'no RAM memslot in the trace')
         for flags, gpa, size, fd in ram:
-            self.assertTrue(int(flags, 16) & 4, 'slot at 0x%s' % gpa)
-            self.assertGreaterEqual(int(fd), 0)
+            self.assertTrue(flags & 4, 'slot at 0x%x' % gpa)
+            self.assertGreaterEqual(fd, 0)
 
     def test_plain_ram_baseline(self):
         # The same guest on ordinary RAM: the copy is anonymous memory.
@@ -157,11 +162,8 @@ class GuestMemfdInPlace(GmemGuestTest):
 
     def guest_memfd_slots(self):
         """(gpa, size) of the KVM_MEM_GUEST_MEMFD memslots in the trace."""
-        with open(self.trace_log) as f:
-            slots = re.findall(r'flags=0x(\w+) gpa=0x(\w+) size=0x(\w+) '
-                               r'ua=0x\w+ guest_memfd=(-?\d+)', f.read())
-        return {(int(gpa, 16), int(size, 16)) for flags, gpa, size, fd in slots
-                if int(flags, 16) & 4 and int(size, 16)}
+        return {(gpa, size) for flags, gpa, size, fd in self.memslots()
+                if flags & 4 and size}
 
     def test_numa_nodes_and_pc_dimm(self):
         # Two NUMA nodes and a cold-plugged pc-dimm, each on its own

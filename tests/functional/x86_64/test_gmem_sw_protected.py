@@ -25,6 +25,20 @@ RIG_VCPUS = 2
 STORM_VCPUS = 4
 
 
+def slow_disk_args(latency_ms):
+    """
+    A legacy virtio-blk disk for the test guest's driver that reads zeros
+    and takes @latency_ms per request, so a read stays in flight.
+    ioeventfd=off: the kick maps the buffer before it returns.
+    iommu_platform=off: a confidential guest turns it on for virtio
+    devices, and legacy virtio cannot have it.
+    """
+    return ['-blockdev', 'null-co,node-name=slow,size=1048576,'
+            'read-zeroes=on,latency-ns=%d' % (latency_ms * 1000000),
+            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
+            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+
+
 class SwProtectedVm(GmemGuestTest):
 
     timeout = 600
@@ -102,13 +116,7 @@ class SwProtectedVm(GmemGuestTest):
             'dma_lease checkpoints=1 busy_ret=%d' % busy_ret,
             '-accel', 'kvm,guest-memfd-conversion=%s,'
             'guest-memfd-lease-timeout=%d' % (conversion, lease_timeout_ms),
-            '-m', '128M', '-blockdev', 'null-co,node-name=slow,size=1048576,'
-            'read-zeroes=on,latency-ns=%d' % (latency_ms * 1000000),
-            # ioeventfd=off: the kick maps the buffer before it returns.
-            # iommu_platform=off: a confidential guest turns it on for
-            # virtio devices, and legacy virtio cannot have it.
-            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
-            'disable-modern=on,ioeventfd=off,iommu_platform=off',
+            '-m', '128M', *slow_disk_args(latency_ms),
             *sw_protected_vm_args())
         self.checkpoint(log, 'dma_lease')
         stats = self.vm.cmd('query-guest-memfd')
@@ -153,11 +161,7 @@ class SwProtectedVm(GmemGuestTest):
         log = self.launch_guest(
             'dma_storm cpus=%d rounds=24' % STORM_VCPUS,
             '-accel', 'kvm,guest-memfd-lease-timeout=5',
-            '-m', '128M', '-smp', str(STORM_VCPUS),
-            '-blockdev', 'null-co,node-name=slow,size=1048576,'
-            'read-zeroes=on,latency-ns=50000000',
-            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
-            'disable-modern=on,ioeventfd=off,iommu_platform=off',
+            '-m', '128M', '-smp', str(STORM_VCPUS), *slow_disk_args(50),
             *sw_protected_vm_args())
         self.finish(log)
         self.assertEqual(log.results()['dma_storm'], ('PASS', ''))
