@@ -460,26 +460,23 @@ static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
     if (to_private) {
         /* Listeners drop the range while QEMU may still map it. */
         ram_block_attributes_state_change(attr, offset, size, true);
-        t0 = get_clock();
-        ret = kvm_set_memory_attributes_private(gpa, size);
-        if (!ret && !keep_stale) {
-            gmem_discard(p->rb, offset, size, false);   /* shared copy */
-        }
-        gmem.kernel_ns += get_clock() - t0;
-        if (ret) {
+    }
+    t0 = get_clock();
+    ret = to_private ? kvm_set_memory_attributes_private(gpa, size)
+                     : kvm_set_memory_attributes_shared(gpa, size);
+    if (!ret && !keep_stale) {
+        /* The stale side: the shared copy, or the guest_memfd's. */
+        gmem_discard(p->rb, offset, size, !to_private);
+    }
+    gmem.kernel_ns += get_clock() - t0;
+    if (ret) {
+        if (to_private) {
+            /* Still shared: the listeners get the range back. */
             ram_block_attributes_state_change(attr, offset, size, false);
-            return KVM_GMEM_REJECT_KVM;
         }
-    } else {
-        t0 = get_clock();
-        ret = kvm_set_memory_attributes_shared(gpa, size);
-        if (!ret && !keep_stale) {
-            gmem_discard(p->rb, offset, size, true);    /* private copy */
-        }
-        gmem.kernel_ns += get_clock() - t0;
-        if (ret) {
-            return KVM_GMEM_REJECT_KVM;
-        }
+        return KVM_GMEM_REJECT_KVM;
+    }
+    if (!to_private) {
         ram_block_attributes_state_change(attr, offset, size, false);
     }
     return KVM_GMEM_OK;
