@@ -7,6 +7,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-guest-memfd.h"
+#include "qapi/qapi-commands-launch-measurement.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
 #include "system/kvm-gmem.h"
@@ -38,4 +39,17 @@ void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
 
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
 {
+}
+
+LaunchMeasurement *qmp_query_launch_measurement(Error **errp)
+{
+    error_setg(errp, "SEV-SNP and TDX launch needs KVM, which this QEMU was "
+               "built without");
+    return NULL;
+}
+
+void hmp_info_launch_measurement(Monitor *mon, const QDict *qdict)
+{
+    monitor_printf(mon, "SEV-SNP and TDX launch needs KVM, which this QEMU "
+                   "was built without\n");
 }

@@ -35,6 +35,13 @@ int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
                             Error **errp);
 
 /*
+ * Launch is done: the shared copies of the private pages in
+ * [@gpa, @gpa + @size), which served as launch sources, are stale; free
+ * them with the discard policy.
+ */
+void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size);
+
+/*
  * KVM_HC_MAP_GPA_RANGE from @cpu: convert, or refuse with a reason.
  * Returns run->hypercall.ret for the guest: 0, EINVAL or EAGAIN.
  * Never stops the VM.
