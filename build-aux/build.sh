@@ -18,7 +18,7 @@ config="--python=/usr/bin/python3 --target-list=x86_64-softmmu
  --enable-pixman --enable-fdt=system --enable-numa --enable-linux-aio
  --enable-trace-backends=log --disable-docs --disable-install-blobs
  --disable-download --disable-rust --disable-werror
- --firmwarepath=/usr/share/qemu:/usr/share/seabios"
+ --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu"
 # Apart because they hold spaces. configure names the compilers for meson,
 # so meson uses ccache only when they say so.
 cc_opt='--cc=ccache cc'
@@ -42,7 +42,7 @@ ninja -C "$bld" qemu-system-x86_64 "$@"
 # A binary in the build tree looks for firmware under qemu-bundle/ plus the
 # configured firmware path; the +ds tarball ships none, Debian's seabios
 # and qemu-system-data packages do.
-for dir in /usr/share/qemu /usr/share/seabios; do
+for dir in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
     mkdir -p "$bld/qemu-bundle$(dirname "$dir")"
     ln -sfn "$dir" "$bld/qemu-bundle$dir"
 done

@@ -9,6 +9,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
 bld=$cache/build
 export QEMU_GMEM_TEST_GUEST="$cache/guest/gmem-guest.elf"
+# Debian's SEV-SNP and TDX firmware for the launch measurement tests.
+if fw=$("$repo/build-aux/fetch-firmware.sh"); then
+    export QEMU_GMEM_FIRMWARE_DIR="$fw"
+else
+    export QEMU_GMEM_FIRMWARE_ERROR="build-aux/fetch-firmware.sh failed"
+fi
 
 # "--list" prints "project:suites / name".
 tests=$(meson test -C "$bld" --list 2>/dev/null | sed -n 's|^.* / \(.*gmem.*\)$|\1|p' |

@@ -21,8 +21,9 @@ apt_install build-essential ninja-build pkg-config ccache rsync xz-utils \
 apt_install -t bookworm-backports meson python3-pycotap
 
 # Firmware that the +ds source tarball does not ship (SeaBIOS, option ROMs
-# such as pvh.bin and linuxboot_dma.bin), from Debian's packages.
-apt_install seabios
+# such as pvh.bin and linuxboot_dma.bin, iPXE's NIC ROMs for q35's default
+# e1000e), from Debian's packages.
+apt_install seabios ipxe-qemu
 apt_install -t bookworm-backports qemu-system-data
 
 # Functional tests speak QMP through upstream's python/qemu package, which
