@@ -312,8 +312,10 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
 /*
  * Split [gpa, gpa + size) at memory section boundaries into @pieces and
  * check that the request may proceed: making private needs guest_memfd RAM
- * everywhere; making shared may also cover MMIO and holes, which stay as
- * they are (TDX firmware shares its MMIO ranges this way).
+ * with a private side everywhere; making shared may also cover MMIO,
+ * holes and in-place guest_memfd RAM, which stay as they are (TDX firmware
+ * shares its MMIO ranges this way). Pieces are only of blocks with a
+ * private side (RamBlockAttributes).
  */
 static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
                                   bool to_private, GArray *pieces)
@@ -335,7 +337,14 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
             memory_region_unref(s.mr);
             return KVM_GMEM_REJECT_NOT_GMEM;       /* a hole first */
         }
-        if (memory_region_has_guest_memfd(s.mr)) {
+        if (memory_region_has_guest_memfd(s.mr) &&
+            !s.mr->ram_block->attributes) {
+            /* In place: no private side, and shared for good. */
+            memory_region_unref(s.mr);
+            if (to_private) {
+                return KVM_GMEM_REJECT_NOT_GMEM;
+            }
+        } else if (memory_region_has_guest_memfd(s.mr)) {
             /*
              * Sections are of leaf regions, never aliases, and a RAM
              * region maps its block from offset 0.

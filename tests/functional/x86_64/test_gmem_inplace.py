@@ -239,6 +239,37 @@ class GuestMemfdInPlace(GmemGuestTest):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         return proc.stderr
 
+    def test_convert_has_no_private_side(self):
+        # In-place RAM has no private side: the operator's conversions get
+        # a defined answer, whatever the range (QEMU used to crash here).
+        self.set_machine('q35')
+        self.vm.add_args('-accel', 'kvm', '-S', '-display', 'none',
+                         '-m', '128M', '-object',
+                         'memory-backend-guest-memfd,id=m0,size=128M',
+                         '-machine', 'memory-backend=m0,smm=off')
+        self.vm.launch()
+        to_private = [(4096, 8192, 'not-guest-memfd'),
+                      (0, 128 * MiB, 'not-guest-memfd'),
+                      (0xfee00000, 4096, 'not-guest-memfd'),      # MMIO
+                      (0xfffff000, 4096, 'not-guest-memfd'),      # ROM
+                      (0x100000000, 4096, 'not-guest-memfd'),     # no RAM
+                      (0xfffffffffffff000, 8192, 'overflow'),
+                      (4097, 4096, 'unaligned')]
+        for gpa, size, why in to_private:
+            r = self.vm.qmp('guest-memfd-convert', gpa=gpa, size=size,
+                            private=True)
+            self.assertIn(why, r['error']['desc'],
+                          'private 0x%x +0x%x' % (gpa, size))
+        # Making shared what is shared anyway is a no-op that succeeds.
+        self.vm.cmd('guest-memfd-convert', gpa=4096, size=8192,
+                    private=False)
+        info = self.vm.cmd('query-guest-memfd', ranges=True)
+        self.assertEqual(info['blocks'], [])
+        self.assertEqual(info['rejected']['not-guest-memfd'], 5)
+        self.vm.cmd('human-monitor-command', command_line='info guest-memfd')
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'prelaunch')
+        self.vm.shutdown()
+
     def test_share_off_is_refused(self):
         err = self.qemu_error('-accel', 'kvm', '-object',
                               'memory-backend-guest-memfd,id=m0,size=64M,'
