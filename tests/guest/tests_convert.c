@@ -278,7 +278,9 @@ GUEST_TEST_EXPLICIT(convert_bench, "time count= round trips of chunk= bytes "
 /*
  * One conversion the host asks for: gpa=, size= (default: 2 MiB at the
  * window base), private=1|0. Writes the secret pattern when the range is
- * private, so the host can look for it.
+ * private, so the host can look for it; reports how many words of the
+ * fresh private range were not zero (nonzero=), which is data that
+ * outlived an earlier state or boot.
  */
 GUEST_TEST_EXPLICIT(convert_range, "convert gpa= size= to private=1 (or 0) "
                     "and leave it so; private ranges get the secret pattern")
@@ -289,8 +291,13 @@ GUEST_TEST_EXPLICIT(convert_range, "convert gpa= size= to private=1 (or 0) "
     long ret = to_private ? convert_private(gpa, size)
                           : convert_shared(gpa, size);
 
-    test_info("gpa=0x%lx size=0x%lx private=%d ret=%ld", gpa, size,
-              to_private, ret);
+    uint64_t nonzero = 0;
+
+    if (!ret && to_private) {
+        nonzero = size / 8 - count_zero(gpa, size);
+    }
+    test_info("gpa=0x%lx size=0x%lx private=%d ret=%ld nonzero=%lu", gpa,
+              size, to_private, ret, nonzero);
     if (ret) {
         return test_fail("map_gpa_range returned %ld", ret);
     }

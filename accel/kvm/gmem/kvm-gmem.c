@@ -186,6 +186,10 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private, bool keep_stale);
+static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
+                                   uint64_t size);
+static void gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
+                             bool guest_memfd);
 
 /*
  * System reset: memory goes back to the state the machine started with,
@@ -203,6 +207,12 @@ static void gmem_reset(void *opaque)
         KvmGmemReject r = gmem_convert_locked(slot->gpa, slot->size, false,
                                                 false);
 
+        /*
+         * Whatever the discard policy: the next boot may make the range
+         * private again, and must find zeros there, not this boot's data.
+         */
+        gmem_flush_overlapping(slot->rb, slot->offset, slot->size);
+        gmem_discard_now(slot->rb, slot->offset, slot->size, true);
         trace_kvm_gmem_reset(slot->gpa, slot->size, kvm_gmem_reject_name(r));
     }
 }

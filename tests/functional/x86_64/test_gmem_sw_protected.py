@@ -282,6 +282,38 @@ class SwProtectedVm(GmemGuestTest):
         self.assertEqual(len([l for l in log.lines
                               if l.startswith('gmem-guest: start')]), 2)
 
+    def reboot_and_convert_again(self, discard):
+        """
+        Make a range private and fill it with the secret, reset, make the
+        same range private again in the next boot; returns the nonzero
+        words the guest found in it each time.
+        """
+        log = self.boot('hold,convert_range,hold checkpoints=1', reboot=True,
+                        discard=discard)
+        for boot in range(2):
+            self.checkpoint(log, 'hold')
+            self.vm.cmd('inject-nmi')
+            self.checkpoint(log, 'hold')
+            self.assertEqual(self.pc_ram()['private'], 2 << 20)
+            if boot == 0:
+                self.vm.cmd('system_reset')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        infos = [parse_fields(i) for i in log.info('convert_range')]
+        self.assertEqual(len(infos), 2)
+        self.assertEqual(infos[0]['gpa'], infos[1]['gpa'])
+        return [int(i['nonzero']) for i in infos]
+
+    # Whatever the discard policy, no private data outlives a reset.
+    def test_reset_forgets_private_data_sync(self):
+        self.assertEqual(self.reboot_and_convert_again('sync'), [0, 0])
+
+    def test_reset_forgets_private_data_async(self):
+        self.assertEqual(self.reboot_and_convert_again('async'), [0, 0])
+
+    def test_reset_forgets_private_data_discard_none(self):
+        self.assertEqual(self.reboot_and_convert_again('none'), [0, 0])
+
     def test_vcpus_race_on_one_range(self):
         log = self.boot('convert_race,hold cpus=%d rounds=64 checkpoints=1'
                         % RIG_VCPUS, smp=RIG_VCPUS)
