@@ -157,6 +157,36 @@ static inline uint32_t inl(uint16_t port)
     asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+/* PCI configuration space, mechanism #1, bus 0. */
+#define PCI_CONFIG_ADDR     0xcf8
+#define PCI_CONFIG_DATA     0xcfc
+#define PCI_COMMAND         0x04
+#define PCI_COMMAND_IO      0x1
+#define PCI_COMMAND_MEMORY  0x2
+#define PCI_COMMAND_MASTER  0x4
+#define PCI_BAR0            0x10
+
+static inline uint32_t pci_read32(uint8_t bus_dev_fn, int offset)
+{
+    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
+    return inl(PCI_CONFIG_DATA);
+}
+static inline void pci_write32(uint8_t bus_dev_fn, int offset, uint32_t v)
+{
+    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
+    outl(PCI_CONFIG_DATA, v);
+}
+/* The bus_dev_fn of the first function with this vendor:device, or -1. */
+static inline int pci_find(uint16_t vendor, uint16_t device)
+{
+    for (int devfn = 0; devfn < 256; devfn += 8) {
+        if (pci_read32(devfn, 0) == (vendor | ((uint32_t)device << 16))) {
+            return devfn;
+        }
+    }
+    return -1;
+}
+
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
     asm volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])

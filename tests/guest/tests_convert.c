@@ -337,3 +337,63 @@ GUEST_TEST_EXPLICIT(accept_all, "make all free RAM private in 2 MiB steps, "
     test_checkpoint("phase=end");
     return TEST_PASS;
 }
+
+/*
+ * A memslot that comes back elsewhere: ivshmem-plain's BAR 2 (RAM from a
+ * memory backend, so guest_memfd in a confidential VM) is made private
+ * and filled, then moved to to= (default 12 GiB) with memory decoding off
+ * and on again. The pages must still be private with the data in them:
+ * the record of the block, not the new address, decides their state.
+ */
+GUEST_TEST_EXPLICIT(bar_remap, "make ivshmem's BAR 2 private, fill it, move "
+                    "the BAR to to= and check the private data followed")
+{
+    int devfn = pci_find(0x1af4, 0x1110);
+    uint64_t size = arg_u64("size", 2 * MiB);
+    uint64_t to = arg_u64("to", 12 * GiB);
+    uint64_t from, moved;
+    uint32_t cmd;
+    long ret;
+
+    if (devfn < 0) {
+        return test_fail("no ivshmem device");
+    }
+    from = (pci_read32(devfn, PCI_BAR0 + 8) & ~0xfull) |
+           (uint64_t)pci_read32(devfn, PCI_BAR0 + 12) << 32;
+    cmd = pci_read32(devfn, PCI_COMMAND);
+    if (!from || !(cmd & PCI_COMMAND_MEMORY)) {
+        return test_fail("BAR 2 is not mapped (0x%lx, command 0x%x)", from,
+                         cmd);
+    }
+    ret = convert_private(from, size);
+    if (ret) {
+        return test_fail("to private at 0x%lx returned %ld", from, ret);
+    }
+    fill(from, size, secret_word);
+
+    pci_write32(devfn, PCI_COMMAND, cmd & ~PCI_COMMAND_MEMORY);
+    pci_write32(devfn, PCI_BAR0 + 8, (uint32_t)to |
+                (pci_read32(devfn, PCI_BAR0 + 8) & 0xf));
+    pci_write32(devfn, PCI_BAR0 + 12, to >> 32);
+    pci_write32(devfn, PCI_COMMAND, cmd);
+
+    /* The secret was written for the old GPAs: compare word by word. */
+    moved = 0;
+    for (uint64_t off = 0; off < size; off += 8) {
+        moved += read_word(to + off) == secret_word(from + off);
+    }
+    test_info("from=0x%lx to=0x%lx size=0x%lx moved=%lu", from, to, size,
+              moved);
+    if (moved != size / 8) {
+        return test_fail("%lu of %lu private words followed the BAR", moved,
+                         size / 8);
+    }
+    ret = convert_shared(to, size);
+    if (ret) {
+        return test_fail("to shared at 0x%lx returned %ld", to, ret);
+    }
+    if (count_zero(to, size) != size / 8) {
+        return test_fail("shared again, the BAR does not read zeros");
+    }
+    return TEST_PASS;
+}

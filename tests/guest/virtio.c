@@ -5,13 +5,7 @@
  */
 #include "virtio.h"
 
-#define PCI_CONFIG_ADDR     0xcf8
-#define PCI_CONFIG_DATA     0xcfc
 #define PCI_VENDOR_REDHAT   0x1af4
-#define PCI_COMMAND         0x04
-#define PCI_COMMAND_IO      0x1
-#define PCI_COMMAND_MASTER  0x4
-#define PCI_BAR0            0x10
 
 /* Legacy virtio PCI registers, offsets from BAR0 (virtio 0.9.5). */
 #define VIRTIO_PCI_GUEST_FEATURES   4
@@ -37,43 +31,28 @@ static uint8_t queue_memory[MAX_QUEUES][4 * 4096]
     __attribute__((aligned(4096)));
 static int queues_used;
 
-static uint32_t pci_read32(uint8_t bus_dev_fn, int offset)
-{
-    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
-    return inl(PCI_CONFIG_DATA);
-}
-
-static void pci_write32(uint8_t bus_dev_fn, int offset, uint32_t v)
-{
-    outl(PCI_CONFIG_ADDR, 0x80000000u | (bus_dev_fn << 8) | (offset & 0xfc));
-    outl(PCI_CONFIG_DATA, v);
-}
-
 bool virtio_probe(struct virtio_dev *dev, uint16_t device_id)
 {
-    for (int devfn = 0; devfn < 256; devfn += 8) {
-        uint32_t id = pci_read32(devfn, 0);
-        uint32_t bar;
+    int devfn = pci_find(PCI_VENDOR_REDHAT, device_id);
+    uint32_t bar;
 
-        if (id != (PCI_VENDOR_REDHAT | ((uint32_t)device_id << 16))) {
-            continue;
-        }
-        bar = pci_read32(devfn, PCI_BAR0);
-        if (!(bar & 1)) {
-            return false;       /* not an I/O BAR: legacy is disabled */
-        }
-        dev->bus_dev_fn = devfn;
-        dev->io = bar & ~3u;
-        pci_write32(devfn, PCI_COMMAND, pci_read32(devfn, PCI_COMMAND) |
-                    PCI_COMMAND_IO | PCI_COMMAND_MASTER);
-        outb(dev->io + VIRTIO_PCI_STATUS, 0);   /* reset */
-        outb(dev->io + VIRTIO_PCI_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
-        outb(dev->io + VIRTIO_PCI_STATUS,
-             VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-        outl(dev->io + VIRTIO_PCI_GUEST_FEATURES, 0);
-        return true;
+    if (devfn < 0) {
+        return false;
     }
-    return false;
+    bar = pci_read32(devfn, PCI_BAR0);
+    if (!(bar & 1)) {
+        return false;           /* not an I/O BAR: legacy is disabled */
+    }
+    dev->bus_dev_fn = devfn;
+    dev->io = bar & ~3u;
+    pci_write32(devfn, PCI_COMMAND, pci_read32(devfn, PCI_COMMAND) |
+                PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+    outb(dev->io + VIRTIO_PCI_STATUS, 0);   /* reset */
+    outb(dev->io + VIRTIO_PCI_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+    outb(dev->io + VIRTIO_PCI_STATUS,
+         VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    outl(dev->io + VIRTIO_PCI_GUEST_FEATURES, 0);
+    return true;
 }
 
 bool virtio_queue_init(struct virtio_dev *dev, struct virtq *q, int index)

@@ -12,10 +12,14 @@
  *    attributes are made to follow it, never the other way round;
  *  - for every guest_memfd-backed RAMBlock, its RamBlockAttributes bitmap
  *    (bit set = shared) equals the KVM memory attributes of the guest
- *    physical ranges that map it, outside a conversion in progress;
- *  - a request is validated in full (every byte must be guest_memfd RAM,
- *    or MMIO being made shared) before any state changes, so a rejected
- *    request changes nothing;
+ *    physical ranges that map it, outside a conversion in progress,
+ *    whatever the layout: a block gets its initial state once, and every
+ *    memslot of it, new or back elsewhere, takes the bitmap's state;
+ *  - gmem.blocks holds only live RAMBlocks with a private side: a block
+ *    leaves it, with its pending discards, when it is freed;
+ *  - a request is validated in full (every byte must be guest_memfd RAM
+ *    with a private side, or MMIO or in-place RAM being made shared)
+ *    before any state changes, so a rejected request changes nothing;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again.
  *
@@ -40,8 +44,10 @@
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "qemu/lockable.h"
+#include "qemu/rcu.h"
 #include "qemu/range.h"
 #include "qom/object.h"
+#include "exec/ramlist.h"
 #include "exec/target_page.h"
 #include "migration/blocker.h"
 #include "system/address-spaces.h"
@@ -92,8 +98,8 @@ static struct {
     uint64_t busy_ns;           /* time spent converting, all requests */
     uint64_t kernel_ns;         /* of which in attribute and discard calls */
     uint64_t failures[KVM_GMEM_REJECT__MAX];
-    QLIST_HEAD(, KvmGmemBlock) blocks;
-    GArray *slots;              /* KvmGmemSlot, every one ever added */
+    QLIST_HEAD(, KvmGmemBlock) blocks;     /* blocks with a private side */
+    bool hooks_registered;      /* reset handler, RAMBlock notifier */
 
     /* discard=async: stale ranges not freed yet. */
     KvmGmemDiscardQueue pending;
@@ -144,7 +150,7 @@ bool kvm_gmem_legacy(void)
     return gmem.conversion == GUEST_MEMFD_CONVERSION_LEGACY;
 }
 
-static KvmGmemBlock *gmem_block(RAMBlock *rb)
+static KvmGmemBlock *gmem_block_find(RAMBlock *rb)
 {
     KvmGmemBlock *b;
 
@@ -152,6 +158,17 @@ static KvmGmemBlock *gmem_block(RAMBlock *rb)
         if (b->rb == rb) {
             return b;
         }
+    }
+    return NULL;
+}
+
+/* The block's entry, made on first use. */
+static KvmGmemBlock *gmem_block(RAMBlock *rb)
+{
+    KvmGmemBlock *b = gmem_block_find(rb);
+
+    if (b) {
+        return b;
     }
     b = g_new0(KvmGmemBlock, 1);
     b->rb = rb;
@@ -191,31 +208,93 @@ static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
 static void gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
                              bool guest_memfd);
 
+static void gmem_drop_discard(KvmGmemDiscard *d, void *opaque)
+{
+    /* The block is going away: nothing left to free. */
+}
+
 /*
  * System reset: memory goes back to the state the machine started with,
  * through the ordinary conversion steps. Only for guests that boot from
  * shared memory; SEV-SNP and TDX guests are relaunched, not reset.
  */
+static bool gmem_mapped_range(Int128 start, Int128 len,
+                              const MemoryRegion *mr, hwaddr offset_in_region,
+                              void *opaque)
+{
+    /* guest_memfd RAM with a private side */
+    if (mr->ram_block && mr->ram_block->attributes) {
+        KvmGmemSlot range = {
+            .rb = mr->ram_block,
+            .gpa = int128_get64(start),
+            .offset = offset_in_region,
+            .size = int128_get64(len),
+        };
+
+        g_array_append_val((GArray *)opaque, range);
+    }
+    return false;
+}
+
 static void gmem_reset(void *opaque)
 {
-    QEMU_LOCK_GUARD(&gmem.lock);
+    g_autoptr(GArray) mapped = g_array_new(false, false,
+                                           sizeof(KvmGmemSlot));
+    KvmGmemBlock *b;
+
     if (!gmem.initially_shared) {
         return;
     }
-    for (guint i = 0; i < gmem.slots->len; i++) {
-        KvmGmemSlot *slot = &g_array_index(gmem.slots, KvmGmemSlot, i);
-        KvmGmemReject r = gmem_convert_locked(slot->gpa, slot->size, false,
-                                                false);
+    /* What is mapped now, not what was mapped once. */
+    WITH_RCU_READ_LOCK_GUARD() {
+        flatview_for_each_range(address_space_to_flatview(
+                                    &address_space_memory),
+                                gmem_mapped_range, mapped);
+    }
+    QEMU_LOCK_GUARD(&gmem.lock);
+    for (guint i = 0; i < mapped->len; i++) {
+        KvmGmemSlot *m = &g_array_index(mapped, KvmGmemSlot, i);
+        KvmGmemReject r = gmem_convert_locked(m->gpa, m->size, false, false);
 
-        /*
-         * Whatever the discard policy: the next boot may make the range
-         * private again, and must find zeros there, not this boot's data.
-         */
-        gmem_flush_overlapping(slot->rb, slot->offset, slot->size);
-        gmem_discard_now(slot->rb, slot->offset, slot->size, true);
-        trace_kvm_gmem_reset(slot->gpa, slot->size, kvm_gmem_reject_name(r));
+        trace_kvm_gmem_reset(m->gpa, m->size, kvm_gmem_reject_name(r));
+    }
+    /*
+     * Every block, mapped or not, starts the next boot shared, and
+     * whatever the discard policy without this boot's private data: the
+     * next boot may make a range private again and must find zeros.
+     */
+    QLIST_FOREACH(b, &gmem.blocks, next) {
+        RamBlockAttributes *attr = b->rb->attributes;
+        uint64_t size = (uint64_t)attr->bitmap_size *
+                        qemu_real_host_page_size();
+
+        gmem_flush_overlapping(b->rb, 0, size);
+        gmem_discard_now(b->rb, 0, size, true);
+        ram_block_attributes_state_change(attr, 0, size, false);
     }
 }
+
+/* A RAMBlock goes away (hot-unplug): forget it and its pending work. */
+static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
+                                   size_t size, size_t max_size)
+{
+    KvmGmemBlock *b, *next;
+
+    QEMU_LOCK_GUARD(&gmem.lock);
+    QLIST_FOREACH_SAFE(b, &gmem.blocks, next, next) {
+        if (b->rb->host == host) {
+            kvm_gmem_discard_queue_take_overlapping(&gmem.pending, b->rb, 0,
+                                                    UINT64_MAX,
+                                                    gmem_drop_discard, NULL);
+            QLIST_REMOVE(b, next);
+            g_free(b);
+        }
+    }
+}
+
+static RAMBlockNotifier gmem_ram_notifier = {
+    .ram_block_removed = gmem_ram_block_removed,
+};
 
 #define GMEM_IN_PLACE_FLAGS \
     (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
@@ -278,38 +357,39 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
         .offset = (uint8_t *)host - mr->ram_block->host,
         .size = size,
     };
-    bool seen = false;
-    int ret;
+    int ret = 0;
 
     if (!slot.rb->attributes) {
         return;     /* in place, no private side: nothing to record */
     }
     QEMU_LOCK_GUARD(&gmem.lock);
-    if (!gmem.slots) {
-        gmem.slots = g_array_new(false, false, sizeof(KvmGmemSlot));
+    if (!gmem.hooks_registered) {
         qemu_register_reset(gmem_reset, NULL);
+        ram_block_notifier_add(&gmem_ram_notifier);
+        gmem.hooks_registered = true;
     }
-    for (guint i = 0; i < gmem.slots->len; i++) {
-        KvmGmemSlot *s = &g_array_index(gmem.slots, KvmGmemSlot, i);
+    if (!gmem_block_find(slot.rb)) {
+        RamBlockAttributes *attr = slot.rb->attributes;
 
-        seen |= !memcmp(s, &slot, sizeof(slot));
+        /*
+         * First sight of the block: its initial state, for all of it.
+         * RamBlockAttributes starts all private (SEV-SNP, TDX).
+         */
+        gmem_block(slot.rb);
+        if (gmem.initially_shared) {
+            ret = ram_block_attributes_state_change(attr, 0,
+                (uint64_t)attr->bitmap_size * qemu_real_host_page_size(),
+                false);
+        }
     }
-    gmem_block(slot.rb);
-    if (seen) {
-        /* The layout changed and the slot came back: restore its state. */
-        trace_kvm_gmem_slot_added(start, size, slot.offset, "as recorded");
+    /*
+     * KVM's attributes of the slot's GPAs follow the record, however the
+     * block is laid out now (a slot can come back elsewhere, or in part).
+     */
+    trace_kvm_gmem_slot_added(start, size, slot.offset,
+                              gmem.initially_shared ? "shared" : "private");
+    if (!ret) {
         ret = gmem_apply_bitmap(&slot);
-    } else if (gmem.initially_shared) {
-        g_array_append_val(gmem.slots, slot);
-        trace_kvm_gmem_slot_added(start, size, slot.offset, "shared");
-        /* KVM attributes start at 0 (shared): only the bitmap learns it. */
-        ret = ram_block_attributes_state_change(slot.rb->attributes,
-                                                slot.offset, size, false);
-    } else {
-        g_array_append_val(gmem.slots, slot);
-        trace_kvm_gmem_slot_added(start, size, slot.offset, "private");
-        /* RamBlockAttributes starts all private: only KVM learns it. */
-        ret = kvm_set_memory_attributes_private(start, size);
     }
     if (ret) {
         error_report("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64

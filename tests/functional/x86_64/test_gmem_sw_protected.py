@@ -304,6 +304,30 @@ class SwProtectedVm(GmemGuestTest):
         self.assertEqual(infos[0]['gpa'], infos[1]['gpa'])
         return [int(i['nonzero']) for i in infos]
 
+    def test_slot_back_elsewhere_keeps_its_state(self):
+        # A guest_memfd-backed PCI BAR made private, then moved: the
+        # memslot returns at another GPA and must keep the recorded state.
+        log = self.boot('bar_remap,hold checkpoints=1', extra=(
+            '-object', 'memory-backend-memfd,id=shm,size=2M',
+            '-device', 'ivshmem-plain,memdev=shm'))
+        self.checkpoint(log, 'hold')
+        blocks = self.vm.cmd('query-guest-memfd')['blocks']
+        ivshmem = [b for b in blocks if b['id'].endswith('/shm')]
+        self.assertEqual(len(ivshmem), 1, '%s\n%s' % (
+            [b['id'] for b in blocks], '\n'.join(log.lines)))
+        ivshmem = ivshmem[0]
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['bar_remap'], ('PASS', ''))
+        info = parse_fields(log.info('bar_remap')[0])
+        self.assertEqual(int(info['to'], 0), 12 << 30)
+        self.assertNotEqual(info['from'], info['to'])
+        # Shared again at the end, as the guest asked, and nothing else.
+        self.assertEqual((ivshmem['private'], ivshmem['shared']),
+                         (0, 2 << 20))
+        self.assertEqual(ivshmem['conversions-to-private'], 1)
+        self.assertEqual(ivshmem['conversions-to-shared'], 1)
+
     # Whatever the discard policy, no private data outlives a reset.
     def test_reset_forgets_private_data_sync(self):
         self.assertEqual(self.reboot_and_convert_again('sync'), [0, 0])
