@@ -158,11 +158,26 @@ class SwProtectedVm(GmemGuestTest):
         # random ranges of their own windows; everyone checks data. The
         # guest fails on any unexpected answer or data error, and QEMU
         # must keep running to the guest's exit.
-        log = self.launch_guest(
-            'dma_storm cpus=%d rounds=24' % STORM_VCPUS,
-            '-accel', 'kvm,guest-memfd-lease-timeout=5',
-            '-m', '128M', '-smp', str(STORM_VCPUS), *slow_disk_args(50),
-            *sw_protected_vm_args())
+        #
+        # About one run in ten, L2 shuts down before the guest reports
+        # anything (QEMU exits 0 after the guest's start line): the rig's
+        # nested KVM under a 4-vCPU load (tests/rig/README.md). That, and
+        # only that, gets one more boot; a result of any kind counts.
+        for attempt in range(2):
+            log = self.launch_guest(
+                'dma_storm cpus=%d rounds=24' % STORM_VCPUS,
+                '-accel', 'kvm,guest-memfd-lease-timeout=5',
+                '-m', '128M', '-smp', str(STORM_VCPUS), *slow_disk_args(50),
+                *sw_protected_vm_args())
+            self.vm.wait(timeout=self.timeout)
+            log.poll()
+            died = self.vm.exitcode() == 0 and not log.results()
+            if not died or attempt:
+                break
+            self.log.warning('dma_storm: L2 died before any result, '
+                             'booting once more:\n%s', '\n'.join(log.lines))
+            self.vm.shutdown()
+            del self._vms['default']        # the next self.vm is a new one
         self.finish(log)
         self.assertEqual(log.results()['dma_storm'], ('PASS', ''))
         self.log.info('dma_storm: %s', log.info('dma_storm'))
