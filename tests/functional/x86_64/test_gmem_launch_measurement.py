@@ -144,6 +144,13 @@ class LaunchMeasurement(QemuSystemTest):
             f.write(image)
         return path
 
+    def firmware_without(self, fw, guid, signature):
+        """A copy of @fw whose metadata block @signature is clobbered."""
+        def clobber(image):
+            off = metadata_offset(image, guid, signature)
+            image[off:off + 4] = b'XXXX'
+        return self.broken_firmware(fw, clobber)
+
     # The vectors of ../shared/launch-vectors.md, byte for byte.
 
     def test_snp_v1(self):
@@ -243,22 +250,16 @@ class LaunchMeasurement(QemuSystemTest):
         self.assert_refused(
             '/usr/share/seabios/bios-256k.bin', SNP,
             message='failed to locate and/or save reset vector')
-
-        def drop_metadata(image):
-            off = metadata_offset(image, SEV_METADATA_GUID, b'ASEV')
-            image[off:off + 4] = b'XXXX'
-        self.assert_refused(self.broken_firmware(SNP_FW, drop_metadata), SNP,
-                            message='the firmware has no SEV metadata')
+        self.assert_refused(
+            self.firmware_without(SNP_FW, SEV_METADATA_GUID, b'ASEV'), SNP,
+            message='the firmware has no SEV metadata')
 
     def test_tdx_firmware_without_tdvf(self):
         self.assert_refused('/usr/share/seabios/bios-256k.bin', TDX,
                             message='the firmware has no valid TDVF metadata')
-
-        def drop_tdvf(image):
-            off = metadata_offset(image, TDX_METADATA_GUID, b'TDVF')
-            image[off:off + 4] = b'XXXX'
-        self.assert_refused(self.broken_firmware(TDX_FW, drop_tdvf), TDX,
-                            message='the firmware has no valid TDVF metadata')
+        self.assert_refused(
+            self.firmware_without(TDX_FW, TDX_METADATA_GUID, b'TDVF'), TDX,
+            message='the firmware has no valid TDVF metadata')
 
     def test_snp_kernel_hashes_without_kernel(self):
         self.assert_refused(SNP_FW, SNP + ',kernel-hashes=on',
