@@ -639,8 +639,9 @@ static KvmGmemReject gmem_fence(GArray *pieces)
             trace_kvm_gmem_lease_wait("leased", waited);
             return KVM_GMEM_REJECT_LEASED;
         }
+        /* The wait takes an int: a long timeout waits in several parts. */
         qemu_cond_timedwait(&gmem.lease_cond, &gmem.lease_lock,
-                            gmem.lease_timeout_ms - waited);
+                            MIN(gmem.lease_timeout_ms - waited, INT_MAX));
     }
     if (waited >= 0) {
         gmem.lease_waits++;
