@@ -286,14 +286,13 @@ class SwProtectedVm(GmemGuestTest):
         self.vm.cmd('inject-nmi')
         self.checkpoint(log, 'hold')
         self.assertEqual(self.pc_ram()['private'], 2 << 20)
-        info = parse_fields(log.info('convert_range')[0])
-        gpa = int(info['gpa'], 0)
         self.vm.cmd('system_reset')
         # The guest boots again and stops at its first checkpoint.
         self.checkpoint(log, 'hold')
         self.assertEqual(self.pc_ram()['private'], 0)
-        self.assertEqual(count_secret_words(self.vm, self.workdir, gpa,
-                                            2 << 20), 0)
+        # The shared view never held the secret (it was written while
+        # private); whether it outlived the reset, test_reset_forgets_*
+        # asks the guest.
         self.assertEqual(len([l for l in log.lines
                               if l.startswith('gmem-guest: start')]), 2)
 
