@@ -822,8 +822,8 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
         WITH_QEMU_LOCK_GUARD(&gmem.lock) {
             gmem_account_locked(r, 0);
         }
-        trace_kvm_gmem_convert("hypercall", gpa, npages, "?",
-                               kvm_gmem_reject_name(r));
+        trace_kvm_gmem_hypercall_reject(gpa, npages, attrs,
+                                        kvm_gmem_reject_name(r));
         return kvm_gmem_reject_to_guest(r);
     }
     r = gmem_convert(range.gpa, range.size, range.to_private, "hypercall");

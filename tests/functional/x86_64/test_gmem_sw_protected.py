@@ -6,6 +6,8 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import os
+import re
 import subprocess
 import time
 
@@ -437,8 +439,11 @@ class SwProtectedVm(GmemGuestTest):
         (the guest's answer or None if it got none, the VM's run state once
         the request was handled).
         """
+        self.trace_log = os.path.join(self.workdir, 'trace.log')
         log = self.boot('convert_bad case=%d checkpoints=1' % case,
-                        conversion=conversion)
+                        conversion=conversion, extra=(
+                            '-trace', 'kvm_gmem_hypercall_reject',
+                            '-D', self.trace_log))
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             log.poll()
@@ -485,6 +490,18 @@ def _bad_request_tests(case, name, manager, legacy):
         if manager[1]:
             self.assertEqual(rejected[manager[1]], 1)
         self.assertEqual(sum(rejected.values()), 1 if manager[1] else 0)
+        # Requests refused before conversion are traced with their own
+        # arguments: pages, not bytes.
+        with open(self.trace_log) as f:
+            traced = re.findall(r'kvm_gmem_hypercall_reject gpa 0x\w+ '
+                                r'npages 0x(\w+) attrs 0x\w+: (\S+)',
+                                f.read())
+        decoded = manager[1] in ('overflow', 'reserved-bits',
+                                 'page-size-hint')
+        self.assertEqual(len(traced), 1 if decoded else 0, traced)
+        if decoded:
+            self.assertEqual(traced[0][1], manager[1])
+            self.assertEqual(int(traced[0][0], 16), 2 if case == 2 else 1)
 
     def test_legacy(self):
         self.assertEqual(self.bad_request(case, 'legacy'), legacy)
