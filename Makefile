@@ -6,6 +6,7 @@
 #                ends with "N passed, N failed, N skipped"
 #   make check-rig  only the nested rig tier
 #   make bench   conversion rates in the nested rig, side by side
+#   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60)
 #   make build   just build qemu-system-x86_64 (and the test guest)
 
 CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
@@ -36,8 +37,12 @@ check: build
 bench: build
 	@build-aux/bench.sh
 
+# The gmem layer's libFuzzer harnesses (tests/fuzz), FUZZ_TIME s each.
+fuzz: build
+	@build-aux/fuzz.sh
+
 # Only the nested-rig tier (real KVM_X86_SW_PROTECTED_VM under TCG).
 check-rig: build
 	@build-aux/check.sh gmem_rig
 
-.PHONY: all deps build run check check-rig bench
+.PHONY: all deps build run check check-rig bench fuzz

@@ -50,5 +50,19 @@ rm -f "$bld/meson-logs/testlog.json"
 # shellcheck disable=SC2086
 meson test -C "$bld" --print-errorlogs --num-processes 1 $tests
 status=$?
-"$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" || status=1
+# The whole suite also runs the fuzz harnesses briefly (make fuzz: long).
+fuzz_tap=$cache/fuzz-check.tap
+rm -f "$fuzz_tap"
+if [ "$filter" = gmem ]; then
+    echo "check: fuzz harnesses, ${FUZZ_CHECK_TIME:-5} s each"
+    FUZZ_TIME=${FUZZ_CHECK_TIME:-5} "$repo/build-aux/fuzz.sh" --tap |
+        tee "$fuzz_tap" | grep -v '^ok\|^not ok'
+fi
+if [ "$filter" = gmem ]; then
+    "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
+        "$fuzz_tap" || status=1
+else
+    "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" ||
+        status=1
+fi
 exit $status

@@ -1,0 +1,77 @@
+#!/bin/sh
+# make fuzz: build the gmem layer's libFuzzer harnesses (tests/fuzz/) with
+# Debian's clang 14 under ASan and UBSan, run each for FUZZ_TIME seconds
+# (default 60) on its corpus in the cache, and print per harness its
+# executions, executions per second and findings, then
+# "fuzz: N execs, N findings". With --tap, also TAP lines for make check.
+# Exits non-zero on any finding.
+set -eu
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
+src=$cache/src
+bld=$cache/build
+out=$cache/fuzz
+time=${FUZZ_TIME:-60}
+tap=${1:-}
+
+rt=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux
+if [ ! -e "$rt/libclang_rt.fuzzer-x86_64.a" ] ||
+   [ ! -e "$rt/libclang_rt.asan-x86_64.a" ]; then
+    "$repo/build-aux/apt-setup.sh"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends clang-14 libfuzzer-14-dev \
+        libclang-rt-14-dev >/dev/null
+fi
+mkdir -p "$out"
+cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+ -std=gnu11 -D_GNU_SOURCE -I$bld -I$src/include -I$src/accel/kvm/gmem
+ -iquote $bld -iquote $src/include $(pkg-config --cflags glib-2.0)"
+libs="$(pkg-config --libs glib-2.0)"
+
+# harness: the gmem files it tests (+ libqemuutil for error and memalign)
+harnesses="request:gmem-request.c
+discard-queue:gmem-discard-queue.c
+launch-plan:launch-plan.c,launch-digest.c,util"
+
+execs_total=0 findings_total=0 n=0
+for h in $harnesses; do
+    name=${h%%:*}
+    files=$(echo "${h#*:}" | tr ',' ' ')
+    objs="" util=""
+    for f in $files; do
+        if [ "$f" = util ]; then
+            util="$bld/libqemuutil.a"
+        else
+            objs="$objs $src/accel/kvm/gmem/$f"
+        fi
+    done
+    bin=$out/fuzz-gmem-$name
+    # shellcheck disable=SC2086
+    clang-14 $cflags -o "$bin" "$src/tests/fuzz/fuzz-gmem-$name.c" $objs \
+        $util $libs -lm
+    corpus=$out/corpus-$name
+    mkdir -p "$corpus"
+    log=$out/fuzz-gmem-$name.log
+    status=0
+    (cd "$out" && "$bin" -max_total_time="$time" -print_final_stats=1 \
+        -timeout=10 "$corpus" > "$log" 2>&1) || status=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+    findings=0
+    [ "$status" = 0 ] || findings=1
+    n=$((n + 1))
+    printf 'fuzz-gmem-%s: %s execs, %s execs/s, %s findings\n' "$name" \
+        "${execs:-0}" "${rate:-0}" "$findings"
+    if [ "$findings" != 0 ]; then
+        grep -E 'ERROR|SUMMARY|assert|Assertion|runtime error' "$log" | head -n 5
+        echo "  log: $log; reproducer: crash-* in $out"
+    fi
+    if [ "$tap" = --tap ]; then
+        [ "$findings" = 0 ] && echo "ok $n fuzz-gmem-$name" ||
+            echo "not ok $n fuzz-gmem-$name"
+    fi
+    execs_total=$((execs_total + ${execs:-0}))
+    findings_total=$((findings_total + findings))
+done
+echo "fuzz: $execs_total execs, $findings_total findings"
+[ "$findings_total" = 0 ]
