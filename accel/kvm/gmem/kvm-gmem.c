@@ -213,16 +213,11 @@ static void gmem_drop_discard(KvmGmemDiscard *d, void *opaque)
     /* The block is going away: nothing left to free. */
 }
 
-/*
- * System reset: memory goes back to the state the machine started with,
- * through the ordinary conversion steps. Only for guests that boot from
- * shared memory; SEV-SNP and TDX guests are relaunched, not reset.
- */
+/* flatview_for_each_range(): collect guest_memfd RAM with a private side. */
 static bool gmem_mapped_range(Int128 start, Int128 len,
                               const MemoryRegion *mr, hwaddr offset_in_region,
                               void *opaque)
 {
-    /* guest_memfd RAM with a private side */
     if (mr->ram_block && mr->ram_block->attributes) {
         KvmGmemSlot range = {
             .rb = mr->ram_block,
@@ -236,6 +231,11 @@ static bool gmem_mapped_range(Int128 start, Int128 len,
     return false;
 }
 
+/*
+ * System reset: memory goes back to the state the machine started with,
+ * through the ordinary conversion steps. Only for guests that boot from
+ * shared memory; SEV-SNP and TDX guests are relaunched, not reset.
+ */
 static void gmem_reset(void *opaque)
 {
     g_autoptr(GArray) mapped = g_array_new(false, false,
@@ -386,8 +386,7 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
      * KVM's attributes of the slot's GPAs follow the record, however the
      * block is laid out now (a slot can come back elsewhere, or in part).
      */
-    trace_kvm_gmem_slot_added(start, size, slot.offset,
-                              gmem.initially_shared ? "shared" : "private");
+    trace_kvm_gmem_slot_added(start, size, slot.offset);
     if (!ret) {
         ret = gmem_apply_bitmap(&slot);
     }
