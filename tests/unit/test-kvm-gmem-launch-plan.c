@@ -353,6 +353,33 @@ static void test_failure_names_the_operation(void)
     qemu_vfree(f.mem);
 }
 
+static int silent_failure(const LaunchOp *op, void *opaque, Error **errp)
+{
+    return -1;
+}
+
+/* A backend that fails without saying why still gets a named error. */
+static void test_silent_backend_failure(void)
+{
+    Fixture f;
+    g_autoptr(LaunchPlan) plan = snp_plan(&f);
+    const LaunchPlanBackend silent = {
+        .make_private = stand_in_make_private,
+        .issue = silent_failure,
+    };
+    Error *err = NULL;
+    StandIn k;
+
+    stand_in_init(&k, 2);
+    g_assert_false(launch_plan_execute(plan, &silent, &k, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "launch operation 0, snp-launch-update at 0xffffc000 "
+                    "+0x4000 (normal): failed");
+    error_free(err);
+    stand_in_free(&k);
+    qemu_vfree(f.mem);
+}
+
 static void assert_refused(LaunchPlan *plan, LaunchOp op, const char *why)
 {
     Error *err = NULL;
@@ -408,6 +435,8 @@ int main(int argc, char **argv)
     g_test_add_func("/launch-plan/not-private",
                     test_range_not_private_is_refused);
     g_test_add_func("/launch-plan/failure", test_failure_names_the_operation);
+    g_test_add_func("/launch-plan/silent-failure",
+                    test_silent_backend_failure);
     g_test_add_func("/launch-plan/add-validates", test_add_validates);
     return g_test_run();
 }

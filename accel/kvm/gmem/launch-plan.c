@@ -226,13 +226,18 @@ bool launch_plan_execute(LaunchPlan *plan, const LaunchPlanBackend *be,
 {
     for (guint i = 0; i < plan->ops->len; i++) {
         const LaunchOp *op = launch_plan_op(plan, i);
+        Error *err = NULL;
 
         if ((launch_op_is_memory(op) &&
-             be->make_private(op->gpa, op->size, opaque, errp) < 0) ||
-            be->issue(op, opaque, errp) < 0) {
+             be->make_private(op->gpa, op->size, opaque, &err) < 0) ||
+            be->issue(op, opaque, &err) < 0) {
             g_autofree char *what = launch_op_describe(op);
 
-            error_prepend(errp, "launch operation %u, %s: ", i, what);
+            if (!err) {
+                error_setg(&err, "failed");     /* a backend said nothing */
+            }
+            error_propagate_prepend(errp, err, "launch operation %u, %s: ",
+                                    i, what);
             return false;
         }
     }
