@@ -157,6 +157,15 @@ static inline uint32_t inl(uint16_t port)
     asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+/* xorshift64: a small deterministic generator; *state must not be 0. */
+static inline uint64_t xorshift64(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
 /* PCI configuration space, mechanism #1, bus 0. */
 #define PCI_CONFIG_ADDR     0xcf8
 #define PCI_CONFIG_DATA     0xcfc

@@ -397,3 +397,49 @@ GUEST_TEST_EXPLICIT(bar_remap, "make ivshmem's BAR 2 private, fill it, move "
     }
     return TEST_PASS;
 }
+
+/*
+ * rounds= random conversions (1 to 16 pages, either way) in a 4 MiB
+ * window, then the secret word in the first word of every page, written
+ * in the page's current state. The host reads the window through QEMU's
+ * mapping, where the words show on exactly the pages KVM treats as
+ * shared, and compares that with the manager's record; private= is how
+ * many pages the guest itself left private.
+ */
+GUEST_TEST_EXPLICIT(convert_sweep, "random conversions in a 4 MiB window, "
+                    "then a word per page for the host's record-vs-KVM "
+                    "sweep (checkpoints=1)")
+{
+    enum { SWEEP_PAGES = 1024 };
+    static uint8_t is_private[SWEEP_PAGES];
+    const uint64_t size = SWEEP_PAGES * 4 * KiB;
+    uint64_t base = window_base(size), nprivate = 0;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL ^ arg_u64("seed", 0);
+    uint64_t rounds = arg_u64("rounds", 256);
+
+    if (!base) {
+        return test_fail("no free RAM window of %lu bytes", size);
+    }
+    memset(is_private, 0, sizeof(is_private));
+    for (uint64_t i = 0; i < rounds; i++) {
+        uint64_t n = 1 + xorshift64(&rng) % 16;
+        uint64_t first = xorshift64(&rng) % (SWEEP_PAGES - n + 1);
+        bool to_private = xorshift64(&rng) & 1;
+        uint64_t gpa = base + first * 4 * KiB;
+        long ret = to_private ? convert_private(gpa, n * 4 * KiB)
+                              : convert_shared(gpa, n * 4 * KiB);
+
+        if (ret) {
+            return test_fail("round %lu: 0x%lx +%lu pages returned %ld", i,
+                             gpa, n, ret);
+        }
+        memset(is_private + first, to_private, n);
+    }
+    for (uint64_t p = 0; p < SWEEP_PAGES; p++) {
+        write_word(base + p * 4 * KiB, secret_word(base + p * 4 * KiB));
+        nprivate += is_private[p];
+    }
+    test_info("gpa=0x%lx size=0x%lx private=%lu", base, size, nprivate);
+    test_checkpoint("phase=marked");
+    return TEST_PASS;
+}

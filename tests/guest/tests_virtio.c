@@ -297,10 +297,7 @@ static void storm_convert(int cpu, uint64_t rounds)
         uint64_t pages, gpa;
         long ret;
 
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        pages = 1 + rng % 512;
+        pages = 1 + xorshift64(&rng) % 512;
         gpa = window + ((rng >> 16) % (512 - pages + 1)) * 4 * KiB;
         ret = convert_private(gpa, pages * 4096);
         storm_expect(cpu, ret, 0);

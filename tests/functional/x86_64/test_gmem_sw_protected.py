@@ -14,7 +14,7 @@ import time
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (KVM_X86_SW_PROTECTED_VM, GmemGuestTest,
                                   count_secret_words, kvm_vm_types,
-                                  parse_fields, read_words,
+                                  parse_fields, read_words, secret_word,
                                   sw_protected_vm_args)
 
 
@@ -343,6 +343,37 @@ class SwProtectedVm(GmemGuestTest):
                          (0, 2 << 20))
         self.assertEqual(ivshmem['conversions-to-private'], 1)
         self.assertEqual(ivshmem['conversions-to-shared'], 1)
+
+    def test_record_matches_kvm_after_random_conversions(self):
+        # The sweep: after random conversions the guest writes a word in
+        # every page; QEMU's mapping shows it on exactly the pages KVM
+        # treats as shared, which must be the pages the record calls
+        # shared (and the guest's own count of private pages must agree).
+        log = self.boot('convert_sweep,hold rounds=400 checkpoints=1')
+        self.checkpoint(log, 'convert_sweep')
+        info = parse_fields(log.info('convert_sweep')[0])
+        base, size = int(info['gpa'], 0), int(info['size'], 0)
+        words = read_words(self.vm, self.workdir, base, size)
+        kvm_shared = [int(words[p * 512]) == secret_word(base + p * 4096)
+                      for p in range(size // 4096)]
+        ram = [b for b in self.vm.cmd('query-guest-memfd', ranges=True)
+               ['blocks'] if b['id'] == 'pc.ram'][0]
+        self.assertFalse(ram['ranges-truncated'])
+        record_shared = []
+        for p in range(size // 4096):
+            gpa = base + p * 4096       # pc.ram maps GPA 0 at offset 0
+            run = [r for r in ram['ranges']
+                   if r['offset'] <= gpa < r['offset'] + r['size']][0]
+            record_shared.append(not run['private'])
+        self.assertEqual(kvm_shared, record_shared)
+        private = int(info['private'])
+        self.assertEqual(record_shared.count(False), private)
+        self.assertTrue(0 < private < size // 4096, private)
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'hold')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['convert_sweep'], ('PASS', ''))
 
     # Whatever the discard policy, no private data outlives a reset.
     def test_reset_forgets_private_data_sync(self):
