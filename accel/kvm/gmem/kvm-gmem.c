@@ -150,6 +150,12 @@ bool kvm_gmem_legacy(void)
     return gmem.conversion == GUEST_MEMFD_CONVERSION_LEGACY;
 }
 
+/* Bytes of @rb that its RamBlockAttributes bitmap covers. */
+static uint64_t gmem_block_bytes(RAMBlock *rb)
+{
+    return (uint64_t)rb->attributes->bitmap_size * qemu_real_host_page_size();
+}
+
 static KvmGmemBlock *gmem_block_find(RAMBlock *rb)
 {
     KvmGmemBlock *b;
@@ -264,13 +270,11 @@ static void gmem_reset(void *opaque)
      * next boot may make a range private again and must find zeros.
      */
     QLIST_FOREACH(b, &gmem.blocks, next) {
-        RamBlockAttributes *attr = b->rb->attributes;
-        uint64_t size = (uint64_t)attr->bitmap_size *
-                        qemu_real_host_page_size();
+        uint64_t size = gmem_block_bytes(b->rb);
 
         gmem_flush_overlapping(b->rb, 0, size);
         gmem_discard_now(b->rb, 0, size, true);
-        ram_block_attributes_state_change(attr, 0, size, false);
+        ram_block_attributes_state_change(b->rb->attributes, 0, size, false);
     }
 }
 
@@ -369,17 +373,15 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
         gmem.hooks_registered = true;
     }
     if (!gmem_block_find(slot.rb)) {
-        RamBlockAttributes *attr = slot.rb->attributes;
-
         /*
          * First sight of the block: its initial state, for all of it.
          * RamBlockAttributes starts all private (SEV-SNP, TDX).
          */
         gmem_block(slot.rb);
         if (gmem.initially_shared) {
-            ret = ram_block_attributes_state_change(attr, 0,
-                (uint64_t)attr->bitmap_size * qemu_real_host_page_size(),
-                false);
+            ret = ram_block_attributes_state_change(slot.rb->attributes, 0,
+                                                    gmem_block_bytes(slot.rb),
+                                                    false);
         }
     }
     /*
@@ -944,7 +946,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
         uint64_t shared = bitmap_count_one(attr->bitmap, attr->bitmap_size);
 
         bi->id = g_strdup(qemu_ram_get_idstr(b->rb));
-        bi->size = (uint64_t)attr->bitmap_size * bs;
+        bi->size = gmem_block_bytes(b->rb);
         bi->shared = shared * bs;
         bi->q_private = bi->size - bi->shared;
         bi->conversions_to_private = b->conversions_to_private;
