@@ -792,23 +792,23 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
                                            sizeof(KvmGmemPiece));
     const uint64_t bs = qemu_real_host_page_size();
 
+    bool whole;
+
     QEMU_LOCK_GUARD(&gmem.lock);
-    if (kvm_gmem_check_range(gpa, size, bs) ||
-        gmem_collect(gpa, size, true, pieces)) {
-        return;     /* the launch command already refused this range */
-    }
+    /* Else the launch command already refused this range: free nothing. */
+    whole = !kvm_gmem_check_range(gpa, size, bs) &&
+            !gmem_collect(gpa, size, true, pieces);
     for (guint i = 0; i < pieces->len; i++) {
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
         unsigned long bit = p->offset / bs, first, last;
         const unsigned long end = (p->offset + p->size) / bs;
 
         /* Runs not shared, i.e. private: their shared copy is stale. */
-        while (p->rb->attributes &&
-               kvm_gmem_next_run(p->rb->attributes->bitmap, &bit, end, false,
-                                 &first, &last)) {
+        while (whole && kvm_gmem_next_run(p->rb->attributes->bitmap, &bit,
+                                          end, false, &first, &last)) {
             gmem_discard(p->rb, first * bs, (last - first) * bs, false);
         }
-        memory_region_unref(p->mr);
+        memory_region_unref(p->mr);     /* collected pieces hold a ref */
     }
 }
 
