@@ -33,8 +33,19 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                    "without\n");
 }
 
-void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
+uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
 {
+    return size;
+}
+
+void qmp_x_guest_memfd_inject_fault(GuestMemfdKernelCall call,
+                                    GuestMemfdFaultErrno error,
+                                    bool has_skip, uint32_t skip,
+                                    bool has_count, uint32_t count,
+                                    Error **errp)
+{
+    error_setg(errp, "guest_memfd needs KVM, which this QEMU was built "
+               "without");
 }
 
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)

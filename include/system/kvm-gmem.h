@@ -78,11 +78,14 @@ void kvm_gmem_detach_in_place(RAMBlock *rb);
 
 /*
  * Host I/O on guest RAM (address_space_map() and its users: device DMA)
- * maps @size bytes at @offset of @rb until the matching unmap: take a
- * lease then, drop it at the unmap, so the range does not go private
- * under the mapping. No-ops for blocks without a private side.
+ * wants to map @size bytes at @offset of @rb until the matching unmap.
+ * Returns how many it may map: host I/O reaches only shared memory, so
+ * the mapping stops short of the first private page, or of a page being
+ * converted; 0 if the first is one. What it may map is leased, until
+ * kvm_gmem_lease_drop() at the unmap, so it does not go private under
+ * the mapping. Never waits. Blocks without a private side: all of it.
  */
-void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
+uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
 /*

@@ -17,12 +17,20 @@ typedef struct Flushed {
     KvmGmemDiscard seen[8];
 } Flushed;
 
-static void record(KvmGmemDiscard *d, void *opaque)
+static bool record(KvmGmemDiscard *d, void *opaque)
 {
     Flushed *f = opaque;
 
     g_assert_cmpint(f->n, <, 8);
     f->seen[f->n++] = *d;
+    return true;
+}
+
+/* A discard of guest_memfd sides fails; the others are done. */
+static bool fail_guest_memfd(KvmGmemDiscard *d, void *opaque)
+{
+    record(d, opaque);
+    return !d->guest_memfd;
 }
 
 static void push_four(KvmGmemDiscardQueue *q)
@@ -110,6 +118,46 @@ static void test_flush_boundaries(void)
     }
 }
 
+/*
+ * A failed discard stays queued, marked failed: the worker's pop passes
+ * it by, and every flush of its range tries it again until it is done.
+ */
+static void test_failed_discard_stays_pending(void)
+{
+    KvmGmemDiscardQueue q;
+    Flushed f = { 0 };
+    KvmGmemDiscard *d;
+
+    push_four(&q);
+    g_assert_false(kvm_gmem_discard_queue_take_overlapping(
+                       &q, &block1, 0, 4 * MiB, fail_guest_memfd, &f));
+    g_assert_cmpint(f.n, ==, 3);
+    /* Left: block1's two guest_memfd discards (failed), block2's. */
+    g_assert_cmpuint(q.backlog, ==, 8 * KiB + 2 * MiB);
+    d = kvm_gmem_discard_queue_pop(&q);
+    g_assert_true(d->block == &block2);
+    g_free(d);
+    g_assert_null(kvm_gmem_discard_queue_pop(&q));
+    g_assert_cmpuint(q.backlog, ==, 4 * KiB + 2 * MiB);
+
+    /* The worker gives one back after failing it, at the tail. */
+    kvm_gmem_discard_queue_push(&q, &block2, 0, 4 * KiB, true);
+    d = kvm_gmem_discard_queue_pop(&q);
+    kvm_gmem_discard_queue_requeue_failed(&q, d);
+    g_assert_null(kvm_gmem_discard_queue_pop(&q));
+    g_assert_cmpuint(q.backlog, ==, 8 * KiB + 2 * MiB);
+
+    /* A flush that succeeds takes failed ones too. */
+    f.n = 0;
+    g_assert_true(kvm_gmem_discard_queue_take_overlapping(
+                      &q, &block1, 0, 4 * MiB, record, &f));
+    g_assert_cmpint(f.n, ==, 2);
+    g_assert_cmpuint(q.backlog, ==, 4 * KiB);
+    kvm_gmem_discard_queue_drop_block(&q, &block2);
+    g_assert_cmpuint(q.backlog, ==, 0);
+    g_assert_true(QSIMPLEQ_EMPTY(&q.pending));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -119,5 +167,7 @@ int main(int argc, char **argv)
                     test_flush_takes_overlapping_oldest_first);
     g_test_add_func("/kvm-gmem/discard-queue/flush-boundaries",
                     test_flush_boundaries);
+    g_test_add_func("/kvm-gmem/discard-queue/failed-stays-pending",
+                    test_failed_discard_stays_pending);
     return g_test_run();
 }

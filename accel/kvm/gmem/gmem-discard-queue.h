@@ -1,8 +1,11 @@
 /*
- * KVM guest_memfd layer: the queue of pending discards (discard=async).
+ * KVM guest_memfd layer: the queue of pending discards.
  *
+ * Stale copies not freed yet: those discard=async leaves to its worker,
+ * and those whose discard failed (any policy), which wait to be retried.
  * Pure bookkeeping, no QEMU state and no locking of its own (the manager
- * holds gmem.lock), so unit tests can cover the ordering rule.
+ * holds gmem.lock), so unit tests and the fuzzer can cover the ordering
+ * rule.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -17,6 +20,7 @@ typedef struct KvmGmemDiscard {
     uint64_t offset;            /* in the block */
     uint64_t size;
     bool guest_memfd;
+    bool failed;                /* tried and failed: only a flush retries */
     QSIMPLEQ_ENTRY(KvmGmemDiscard) next;
 } KvmGmemDiscard;
 
@@ -31,19 +35,30 @@ void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
                                  uint64_t offset, uint64_t size,
                                  bool guest_memfd);
 
-/* Remove and return the oldest pending discard (the caller frees it). */
+/*
+ * Remove and return the oldest pending discard not marked failed (the
+ * caller frees it, or gives it back with ..._requeue_failed()).
+ */
 KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q);
 
+/* Queue @d again, at the tail, marked failed. */
+void kvm_gmem_discard_queue_requeue_failed(KvmGmemDiscardQueue *q,
+                                           KvmGmemDiscard *d);
+
 /*
- * Remove every pending discard of @block that overlaps [offset, offset +
- * size), oldest first, calling @fn on each before freeing it: the ordering
- * rule's "flush" step.
+ * The ordering rule's "flush" step: every pending discard of @block that
+ * overlaps [offset, offset + size), failed or not, oldest first, is given
+ * to @fn. Those @fn did (it returns true) leave the queue; the others stay,
+ * marked failed, and the call returns false.
  */
-void kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
+bool kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
                                              void *block, uint64_t offset,
                                              uint64_t size,
-                                             void (*fn)(KvmGmemDiscard *d,
+                                             bool (*fn)(KvmGmemDiscard *d,
                                                         void *opaque),
                                              void *opaque);
+
+/* Forget every pending discard of @block (it is going away). */
+void kvm_gmem_discard_queue_drop_block(KvmGmemDiscardQueue *q, void *block);
 
 #endif

@@ -34,6 +34,8 @@ static const char *const reject_names[KVM_GMEM_REJECT__MAX] = {
     [KVM_GMEM_REJECT_NOT_GMEM] = "not-guest-memfd",
     [KVM_GMEM_REJECT_KVM] = "kvm",
     [KVM_GMEM_REJECT_LEASED] = "leased",
+    [KVM_GMEM_REJECT_LISTENER] = "listener",
+    [KVM_GMEM_REJECT_DISCARD] = "discard",
 };
 
 const char *kvm_gmem_reject_name(KvmGmemReject reject)

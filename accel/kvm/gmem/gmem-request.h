@@ -19,6 +19,8 @@ typedef enum KvmGmemReject {
     KVM_GMEM_REJECT_NOT_GMEM,       /* MMIO, hole or past RAM */
     KVM_GMEM_REJECT_KVM,            /* KVM refused the attribute change */
     KVM_GMEM_REJECT_LEASED,         /* host I/O kept a page going private */
+    KVM_GMEM_REJECT_LISTENER,       /* a listener (VFIO) could not map it */
+    KVM_GMEM_REJECT_DISCARD,        /* a stale copy could not be freed */
     KVM_GMEM_REJECT__MAX,
 } KvmGmemReject;
 

@@ -5,7 +5,8 @@
  * Inputs: memory-fault exits, KVM_HC_MAP_GPA_RANGE hypercalls (SEV-SNP
  * page-state changes and TDX MapGPA arrive this way), the initial state
  * of new memslots and SEV-SNP launch, guest-memfd-convert (QMP), and
- * system reset. docs/devel/kvm-gmem.rst has the design.
+ * system reset. docs/devel/kvm-gmem.rst has the design; gmem-monitor.c
+ * reports what this file owns, gmem-kernel.c makes its kernel calls.
  *
  * Invariants, under gmem.lock:
  *  - the RamBlockAttributes bitmap is the record of the state: KVM's
@@ -19,26 +20,33 @@
  *    leaves it, with its pending discards, when it is freed;
  *  - a request is validated in full (every byte must be guest_memfd RAM
  *    with a private side, or MMIO or in-place RAM being made shared)
- *    before any state changes, so a rejected request changes nothing;
+ *    before any state changes, and a rejected request changes nothing:
+ *    the runs it changed before the failure are changed back. Only if
+ *    KVM refuses to change one back does that run keep the new state,
+ *    and then the record follows KVM (counted as a rollback failure);
+ *  - a range never changes state while a discard of it is pending: the
+ *    pending discards it overlaps are done first, and if one fails again
+ *    the request is refused. A failed discard stays pending, so a stale
+ *    copy is freed before its side can become the live one again;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
- *    private and get it back only once it is shared again.
+ *    private and get it back only once it is shared again; a range a
+ *    listener cannot map does not become shared.
  *
  * Under gmem.lease_lock (taken after gmem.lock, never before):
+ *  - a range's bits in the bitmap change only while a conversion fences
+ *    it (reset's return to shared excepted);
+ *  - host I/O leases only shared, unfenced memory, and never waits: a
+ *    mapping stops short of the first private or fenced page (it is taken
+ *    inside address_space_map()'s RCU read section);
  *  - no range goes private while host I/O holds a lease on it: a
- *    conversion fences its ranges, waits (bounded) for the leases on them
- *    to end and fails with "leased" if they do not; new leases on a fenced
- *    range wait until the conversion is done.
+ *    conversion to private waits (bounded) for the leases on its fenced
+ *    ranges to end and fails with "leased" if they do not.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
-#include <linux/kvm.h>
 #include "qapi/error.h"
-#include "qapi/qapi-commands-guest-memfd.h"
-#include "qapi/visitor.h"
-#include "monitor/hmp.h"
-#include "monitor/monitor.h"
 #include "qemu/error-report.h"
 #include "qemu/bitops.h"
 #include "qemu/thread.h"
@@ -46,9 +54,7 @@
 #include "qemu/lockable.h"
 #include "qemu/rcu.h"
 #include "qemu/range.h"
-#include "qom/object.h"
 #include "exec/ramlist.h"
-#include "exec/target_page.h"
 #include "migration/blocker.h"
 #include "system/address-spaces.h"
 #include "system/kvm.h"
@@ -56,7 +62,9 @@
 #include "system/ramblock.h"
 #include "system/reset.h"
 #include "gmem-discard-queue.h"
+#include "gmem-kernel.h"
 #include "gmem-lease.h"
+#include "gmem-manager.h"
 #include "gmem-request.h"
 #include "gmem-runs.h"
 #include "trace.h"
@@ -64,10 +72,7 @@
 /* One guest_memfd-backed RAMBlock and what happened to it. */
 typedef struct KvmGmemBlock {
     RAMBlock *rb;
-    uint64_t conversions_to_private;
-    uint64_t conversions_to_shared;
-    uint64_t bytes_to_private;
-    uint64_t bytes_to_shared;
+    KvmGmemBlockStats stats;
     QLIST_ENTRY(KvmGmemBlock) next;
 } KvmGmemBlock;
 
@@ -88,34 +93,33 @@ typedef struct KvmGmemPiece {
     uint64_t size;
 } KvmGmemPiece;
 
+/* A maximal run of pages of one piece that are not in the target state. */
+typedef struct KvmGmemRun {
+    guint piece;                /* index in the request's pieces */
+    uint64_t offset;            /* in the piece's block */
+    uint64_t size;
+    bool done;                  /* KVM's attributes are the target's */
+} KvmGmemRun;
+
 static struct {
     QemuMutex lock;
     bool initially_shared;
-    GuestMemfdConversion conversion;
-    GuestMemfdDiscard discard;
-    bool prefault;              /* map converted ranges before the guest */
-    uint64_t requests;
-    uint64_t busy_ns;           /* time spent converting, all requests */
-    uint64_t kernel_ns;         /* of which in attribute and discard calls */
-    uint64_t failures[KVM_GMEM_REJECT__MAX];
+    KvmGmemStats stats;         /* backlog and leases: filled when read */
     QLIST_HEAD(, KvmGmemBlock) blocks;     /* blocks with a private side */
     bool hooks_registered;      /* reset handler, RAMBlock notifier */
 
-    /* discard=async: stale ranges not freed yet. */
+    /* Stale copies not freed yet: discard=async's, and failed ones. */
     KvmGmemDiscardQueue pending;
     QemuCond pending_cond;      /* pending became non-empty */
     bool worker_started;
 
-    /* Host I/O on shared memory; see the lease invariant above. */
+    /* Host I/O on shared memory; see the lease invariants above. */
     QemuMutex lease_lock;
     QemuCond lease_cond;        /* a lease ended or a fence was lifted */
     KvmGmemLeases leases;
-    GArray *fence;              /* KvmGmemPiece going private, or NULL */
-    uint32_t lease_timeout_ms;
-    uint64_t lease_waits;       /* conversions that waited for leases */
-} gmem = {
-    .lease_timeout_ms = 100,
-};
+    GArray *fence;              /* KvmGmemPiece changing state, or NULL */
+    uint64_t lease_waits;
+} gmem;
 
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 {
@@ -143,11 +147,6 @@ int kvm_gmem_block_migration(Error **blocker, const char *owner,
     error_setg(blocker, "%s: KVM cannot log dirty pages of guest_memfd "
                "memory, so the VM cannot be migrated", owner);
     return migrate_add_blocker(blocker, errp);
-}
-
-bool kvm_gmem_legacy(void)
-{
-    return gmem.conversion == GUEST_MEMFD_CONVERSION_LEGACY;
 }
 
 /* Bytes of @rb that its RamBlockAttributes bitmap covers. */
@@ -182,6 +181,23 @@ static KvmGmemBlock *gmem_block(RAMBlock *rb)
     return b;
 }
 
+void kvm_gmem_read_stats(KvmGmemStats *stats, KvmGmemBlockFn *fn,
+                         void *opaque)
+{
+    KvmGmemBlock *b;
+
+    QEMU_LOCK_GUARD(&gmem.lock);
+    *stats = gmem.stats;
+    stats->discard_backlog = gmem.pending.backlog;
+    WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
+        stats->leases = gmem.leases.active;
+        stats->lease_waits = gmem.lease_waits;
+    }
+    QLIST_FOREACH(b, &gmem.blocks, next) {
+        fn(b->rb, &b->stats, opaque);
+    }
+}
+
 /* Make KVM's attributes of a memslot follow the bitmap, run by run. */
 static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 {
@@ -195,9 +211,8 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
         unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
                                                     &shared);
         uint64_t gpa = slot->gpa + bit * bs - slot->offset;
-        uint64_t size = (next - bit) * bs;
-        int ret = shared ? kvm_set_memory_attributes_shared(gpa, size)
-                         : kvm_set_memory_attributes_private(gpa, size);
+        int ret = kvm_gmem_kernel_set_attributes(gpa, (next - bit) * bs,
+                                                 !shared);
 
         if (ret) {
             return ret;
@@ -209,15 +224,10 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private, bool keep_stale);
-static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
+static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size);
-static void gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
-                             bool guest_memfd);
-
-static void gmem_drop_discard(KvmGmemDiscard *d, void *opaque)
-{
-    /* The block is going away: nothing left to free. */
-}
+static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
+                         bool guest_memfd, bool now);
 
 /* flatview_for_each_range(): collect guest_memfd RAM with a private side. */
 static bool gmem_mapped_range(Int128 start, Int128 len,
@@ -267,13 +277,14 @@ static void gmem_reset(void *opaque)
     /*
      * Every block, mapped or not, starts the next boot shared, and
      * whatever the discard policy without this boot's private data: the
-     * next boot may make a range private again and must find zeros.
+     * next boot may make a range private again and must find zeros (a
+     * discard that fails stays pending, and is retried before then).
      */
     QLIST_FOREACH(b, &gmem.blocks, next) {
         uint64_t size = gmem_block_bytes(b->rb);
 
         gmem_flush_overlapping(b->rb, 0, size);
-        gmem_discard_now(b->rb, 0, size, true);
+        gmem_discard(b->rb, 0, size, true, true);
         ram_block_attributes_state_change(b->rb->attributes, 0, size, false);
     }
 }
@@ -287,9 +298,7 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
     QEMU_LOCK_GUARD(&gmem.lock);
     QLIST_FOREACH_SAFE(b, &gmem.blocks, next, next) {
         if (b->rb->host == host) {
-            kvm_gmem_discard_queue_take_overlapping(&gmem.pending, b->rb, 0,
-                                                    UINT64_MAX,
-                                                    gmem_drop_discard, NULL);
+            kvm_gmem_discard_queue_drop_block(&gmem.pending, b->rb);
             QLIST_REMOVE(b, next);
             g_free(b);
         }
@@ -299,58 +308,6 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
 static RAMBlockNotifier gmem_ram_notifier = {
     .ram_block_removed = gmem_ram_block_removed,
 };
-
-#define GMEM_IN_PLACE_FLAGS \
-    (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
-
-/* Asked of the VM: which flags a guest_memfd may have depends on it. */
-bool kvm_gmem_in_place_possible(KVMState *s)
-{
-    int flags = kvm_vm_check_extension(s, KVM_CAP_GUEST_MEMFD_FLAGS);
-
-    return flags > 0 && (flags & GMEM_IN_PLACE_FLAGS) == GMEM_IN_PLACE_FLAGS;
-}
-
-int kvm_gmem_create_in_place(uint64_t size, Error **errp)
-{
-    int flags;
-
-    if (!kvm_enabled()) {
-        error_setg(errp, "in-place guest_memfd needs -accel kvm");
-        return -1;
-    }
-    if (!kvm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD)) {
-        error_setg(errp, "in-place guest_memfd: this kernel has no "
-                   "guest_memfd (KVM_CAP_GUEST_MEMFD)");
-        return -1;
-    }
-    if (!kvm_gmem_in_place_possible(kvm_state)) {
-        flags = kvm_vm_check_extension(kvm_state, KVM_CAP_GUEST_MEMFD_FLAGS);
-        error_setg(errp, "in-place guest_memfd needs GUEST_MEMFD_FLAG_MMAP "
-                   "and GUEST_MEMFD_FLAG_INIT_SHARED; this kernel offers "
-                   "0x%x for this VM type (Linux 6.18 or later, and a VM "
-                   "without private memory)", flags < 0 ? 0 : flags);
-        return -1;
-    }
-    return kvm_create_guest_memfd(size, GMEM_IN_PLACE_FLAGS, errp);
-}
-
-void kvm_gmem_attach_in_place(RAMBlock *rb, int fd)
-{
-    /*
-     * No RamBlockAttributes: the block is shared for good, there is no
-     * private side to track. memory_region_has_guest_memfd() is now true,
-     * so kvm_set_phys_mem() registers KVM_MEM_GUEST_MEMFD slots on @fd.
-     */
-    rb->guest_memfd = fd;
-}
-
-void kvm_gmem_detach_in_place(RAMBlock *rb)
-{
-    if (rb) {
-        rb->guest_memfd = -1;
-    }
-}
 
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host)
@@ -466,23 +423,46 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     return KVM_GMEM_OK;
 }
 
-static void gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
+/*
+ * Free a stale copy now. Hugetlb backing of the shared side is
+ * preallocated and kept, as upstream does. A discard that fails is
+ * counted and returns false.
+ */
+static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
                              bool guest_memfd)
 {
+    int ret = 0;
+
     trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
                            guest_memfd ? "guest_memfd" : "shared");
-    if (guest_memfd) {
-        ram_block_discard_guest_memfd_range(rb, offset, size);
-    } else if (rb->page_size == qemu_real_host_page_size()) {
-        /* Hugetlb backing is preallocated and kept, as upstream does. */
-        ram_block_discard_range(rb, offset, size);
+    if (guest_memfd || rb->page_size == qemu_real_host_page_size()) {
+        ret = kvm_gmem_kernel_discard(rb, offset, size, guest_memfd);
     }
+    if (ret) {
+        gmem.stats.discard_failures++;
+        trace_kvm_gmem_discard_failed(qemu_ram_get_idstr(rb), offset, size,
+                                      ret);
+    }
+    return !ret;
+}
+
+/* A discard that failed waits, pending, for the next flush of its range. */
+static void gmem_discard_failed(RAMBlock *rb, uint64_t offset, uint64_t size,
+                                bool guest_memfd)
+{
+    KvmGmemDiscard *d = g_new0(KvmGmemDiscard, 1);
+
+    *d = (KvmGmemDiscard) {
+        .block = rb, .offset = offset, .size = size,
+        .guest_memfd = guest_memfd,
+    };
+    kvm_gmem_discard_queue_requeue_failed(&gmem.pending, d);
 }
 
 /*
  * discard=async: frees queued stale ranges off the vCPU threads, oldest
  * first. It holds gmem.lock for one discard at a time, so a conversion
- * never sees a discard half done.
+ * never sees a discard half done. One that fails is left to the flush.
  */
 static void *gmem_discard_worker(void *opaque)
 {
@@ -493,8 +473,11 @@ static void *gmem_discard_worker(void *opaque)
         while (!(d = kvm_gmem_discard_queue_pop(&gmem.pending))) {
             qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
         }
-        gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
-        g_free(d);
+        if (gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd)) {
+            g_free(d);
+        } else {
+            kvm_gmem_discard_queue_requeue_failed(&gmem.pending, d);
+        }
         /* Let waiting conversions in between discards. */
         qemu_mutex_unlock(&gmem.lock);
         qemu_mutex_lock(&gmem.lock);
@@ -502,12 +485,21 @@ static void *gmem_discard_worker(void *opaque)
     return NULL;
 }
 
+/* Free a stale copy as the policy says; @now overrides it (reset). */
 static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
-                         bool guest_memfd)
+                         bool guest_memfd, bool now)
 {
-    switch (gmem.discard) {
+    GuestMemfdDiscard policy = now ? GUEST_MEMFD_DISCARD_SYNC :
+                                     kvm_gmem_config.discard;
+    int64_t t0;
+
+    switch (policy) {
     case GUEST_MEMFD_DISCARD_SYNC:
-        gmem_discard_now(rb, offset, size, guest_memfd);
+        t0 = get_clock();
+        if (!gmem_discard_now(rb, offset, size, guest_memfd)) {
+            gmem_discard_failed(rb, offset, size, guest_memfd);
+        }
+        gmem.stats.kernel_ns += get_clock() - t0;
         return;
     case GUEST_MEMFD_DISCARD_NONE:
         return;
@@ -525,85 +517,168 @@ static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
     qemu_cond_signal(&gmem.pending_cond);
 }
 
-static void gmem_flush_one(KvmGmemDiscard *d, void *opaque)
+static bool gmem_flush_one(KvmGmemDiscard *d, void *opaque)
 {
     trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(d->block), d->offset,
                                  d->size);
-    gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
+    return gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
 }
 
 /*
  * The ordering rule: before [offset, offset + size) of @rb changes state,
  * every pending discard that overlaps it is done now. A discard queued for
  * an earlier state can then never land after the guest has put data in
- * the range's new state.
+ * the range's new state, and a stale copy is gone before its side can be
+ * the live one again. False if one of them failed again.
  */
-static void gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
+static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size)
 {
-    kvm_gmem_discard_queue_take_overlapping(&gmem.pending, rb, offset, size,
-                                            gmem_flush_one, NULL);
+    return kvm_gmem_discard_queue_take_overlapping(&gmem.pending, rb, offset,
+                                                   size, gmem_flush_one,
+                                                   NULL);
 }
 
-/* Change one run of blocks whose state all differs from the target. */
-static KvmGmemReject gmem_convert_run(KvmGmemPiece *p, uint64_t offset,
-                                      uint64_t size, bool to_private,
-                                      bool keep_stale)
+static uint64_t gmem_run_gpa(const KvmGmemPiece *p, const KvmGmemRun *run)
 {
-    RamBlockAttributes *attr = p->rb->attributes;
-    uint64_t gpa = p->gpa + (offset - p->offset);
-    int64_t t0;
-    int ret;
-
-    trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
-    gmem_flush_overlapping(p->rb, offset, size);
-    if (to_private) {
-        /* Listeners drop the range while QEMU may still map it. */
-        ram_block_attributes_state_change(attr, offset, size, true);
-    }
-    t0 = get_clock();
-    ret = to_private ? kvm_set_memory_attributes_private(gpa, size)
-                     : kvm_set_memory_attributes_shared(gpa, size);
-    if (!ret && !keep_stale) {
-        /* The stale side: the shared copy, or the guest_memfd's. */
-        gmem_discard(p->rb, offset, size, !to_private);
-    }
-    gmem.kernel_ns += get_clock() - t0;
-    if (ret) {
-        if (to_private) {
-            /* Still shared: the listeners get the range back. */
-            ram_block_attributes_state_change(attr, offset, size, false);
-        }
-        return KVM_GMEM_REJECT_KVM;
-    }
-    if (!to_private) {
-        ram_block_attributes_state_change(attr, offset, size, false);
-    }
-    return KVM_GMEM_OK;
+    return p->gpa + (run->offset - p->offset);
 }
 
 /*
- * Convert the blocks of @p that are not in the target state yet, one
- * maximal run at a time; returns the bytes converted via @converted.
+ * Move one run to the target state: the record, KVM's attributes, and
+ * the listeners. If that fails, the run is left as it was, with
+ * run->done false; except that KVM may refuse to undo a step, and then
+ * the run keeps the new state (run->done true), and so does the record.
  */
-static KvmGmemReject gmem_convert_piece(KvmGmemPiece *p, bool to_private,
-                                        bool keep_stale, uint64_t *converted)
+static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
+                                     bool to_private)
+{
+    RamBlockAttributes *attr = p->rb->attributes;
+    uint64_t gpa = gmem_run_gpa(p, run);
+    int64_t t0 = get_clock();
+    int ret;
+
+    trace_kvm_gmem_convert_run(gpa, run->size,
+                               to_private ? "private" : "shared");
+    if (to_private) {
+        /* Listeners drop the range while QEMU may still map it. */
+        ram_block_attributes_state_change(attr, run->offset, run->size, true);
+    }
+    ret = kvm_gmem_kernel_set_attributes(gpa, run->size, to_private);
+    gmem.stats.kernel_ns += get_clock() - t0;
+    if (ret) {
+        trace_kvm_gmem_kernel_failed("set-attributes", gpa, run->size, ret);
+        if (to_private &&
+            ram_block_attributes_state_change(attr, run->offset, run->size,
+                                              false)) {
+            /* Shared, as KVM says, but a listener lost its mapping. */
+            gmem.stats.rollback_failures++;
+        }
+        return KVM_GMEM_REJECT_KVM;
+    }
+    run->done = true;
+    if (to_private ||
+        !ram_block_attributes_state_change(attr, run->offset, run->size,
+                                           false)) {
+        return KVM_GMEM_OK;
+    }
+    /* A listener (VFIO) cannot map it: it does not become shared. */
+    ram_block_attributes_state_change(attr, run->offset, run->size, true);
+    if (kvm_gmem_kernel_set_attributes(gpa, run->size, true)) {
+        /* Shared it stays, in KVM and in the record. */
+        ram_block_attributes_state_change(attr, run->offset, run->size,
+                                          false);
+    } else {
+        run->done = false;
+    }
+    return KVM_GMEM_REJECT_LISTENER;
+}
+
+/* The runs of @pieces not in the target state yet. */
+static GArray *gmem_collect_runs(GArray *pieces, bool to_private)
 {
     const uint64_t bs = qemu_real_host_page_size();
-    unsigned long bit = p->offset / bs, first, last;
-    const unsigned long end = (p->offset + p->size) / bs;
+    GArray *runs = g_array_new(false, false, sizeof(KvmGmemRun));
 
-    while (kvm_gmem_next_run(p->rb->attributes->bitmap, &bit, end,
-                             to_private, &first, &last)) {
-        KvmGmemReject r = gmem_convert_run(p, first * bs, (last - first) * bs,
-                                           to_private, keep_stale);
+    for (guint i = 0; i < pieces->len; i++) {
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+        unsigned long bit = p->offset / bs, first, last;
+        const unsigned long end = (p->offset + p->size) / bs;
 
-        if (r) {
-            return r;
+        while (kvm_gmem_next_run(p->rb->attributes->bitmap, &bit, end,
+                                 to_private, &first, &last)) {
+            KvmGmemRun run = {
+                .piece = i,
+                .offset = first * bs,
+                .size = (last - first) * bs,
+            };
+
+            g_array_append_val(runs, run);
         }
-        *converted += (last - first) * bs;
     }
-    return KVM_GMEM_OK;
+    return runs;
+}
+
+/*
+ * Convert @pieces, validated and fenced: every run changes, or, if one
+ * cannot, the runs changed before it change back. Stale copies are freed
+ * only once every run has changed, so that undoing loses no data.
+ */
+static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
+                                         bool keep_stale)
+{
+    g_autoptr(GArray) runs = gmem_collect_runs(pieces, to_private);
+    KvmGmemReject r = KVM_GMEM_OK;
+    guint i, counted = G_MAXUINT;
+
+    for (i = 0; i < runs->len; i++) {
+        KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
+
+        if (!gmem_flush_overlapping(p->rb, run->offset, run->size)) {
+            return KVM_GMEM_REJECT_DISCARD;     /* nothing changed yet */
+        }
+    }
+    for (i = 0; i < runs->len && !r; i++) {
+        KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
+
+        r = gmem_run_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
+                            run, to_private);
+    }
+    while (r && i--) {
+        KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
+        KvmGmemRun back = { run->piece, run->offset, run->size, false };
+
+        if (run->done) {
+            gmem_run_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
+                            &back, !to_private);
+            run->done = !back.done;
+            gmem.stats.rollback_failures += run->done;
+        }
+    }
+    for (i = 0; i < runs->len; i++) {
+        KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
+        KvmGmemBlockStats *st = &gmem_block(p->rb)->stats;
+
+        if (!run->done) {
+            continue;
+        }
+        if (!keep_stale) {
+            /* The stale side: the shared copy, or the guest_memfd's. */
+            gmem_discard(p->rb, run->offset, run->size, !to_private, false);
+        }
+        /* A request counts once per piece it converted part of. */
+        if (to_private) {
+            st->conversions_to_private += run->piece != counted;
+            st->bytes_to_private += run->size;
+        } else {
+            st->conversions_to_shared += run->piece != counted;
+            st->bytes_to_shared += run->size;
+        }
+        counted = run->piece;
+    }
+    return r;
 }
 
 static bool gmem_pieces_leased(GArray *pieces)
@@ -620,29 +695,29 @@ static bool gmem_pieces_leased(GArray *pieces)
 }
 
 /*
- * Before @pieces go private: fence them against new leases and wait, at
- * most lease_timeout_ms, for the leases on them to end. On success the
- * fence stays up until gmem_unfence().
+ * Before @pieces change state: fence them against new leases and, if they
+ * go private, wait at most lease_timeout_ms for the leases on them to
+ * end. On success the fence stays up until gmem_unfence().
  */
-static KvmGmemReject gmem_fence(GArray *pieces)
+static KvmGmemReject gmem_fence(GArray *pieces, bool to_private)
 {
+    const uint32_t timeout_ms = kvm_gmem_config.lease_timeout_ms;
     int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     int64_t waited = -1;
 
     QEMU_LOCK_GUARD(&gmem.lease_lock);
     gmem.fence = pieces;
-    while (gmem_pieces_leased(pieces)) {
+    while (to_private && gmem_pieces_leased(pieces)) {
         waited = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start;
-        if (waited >= gmem.lease_timeout_ms) {
+        if (waited >= timeout_ms) {
             gmem.lease_waits++;
             gmem.fence = NULL;
-            qemu_cond_broadcast(&gmem.lease_cond);
             trace_kvm_gmem_lease_wait("leased", waited);
             return KVM_GMEM_REJECT_LEASED;
         }
         /* The wait takes an int: a long timeout waits in several parts. */
         qemu_cond_timedwait(&gmem.lease_cond, &gmem.lease_lock,
-                            MIN(gmem.lease_timeout_ms - waited, INT_MAX));
+                            MIN(timeout_ms - waited, INT_MAX));
     }
     if (waited >= 0) {
         gmem.lease_waits++;
@@ -657,36 +732,50 @@ static void gmem_unfence(void)
 {
     QEMU_LOCK_GUARD(&gmem.lease_lock);
     gmem.fence = NULL;
-    qemu_cond_broadcast(&gmem.lease_cond);
 }
 
-static bool gmem_fenced(RAMBlock *rb, uint64_t offset, uint64_t size)
+/*
+ * How much of [offset, offset + size) of @rb host I/O may map: up to the
+ * first page that is fenced or private. Called under gmem.lease_lock, so
+ * the bits it reads do not change under it.
+ */
+static uint64_t gmem_leasable(RAMBlock *rb, uint64_t offset, uint64_t size)
 {
-    if (!gmem.fence) {
-        return false;
-    }
-    for (guint i = 0; i < gmem.fence->len; i++) {
+    const uint64_t bs = qemu_real_host_page_size();
+    RamBlockAttributes *attr = rb->attributes;
+    uint64_t end = offset + size;
+    unsigned long first = offset / bs, last, bit;
+
+    for (guint i = 0; gmem.fence && i < gmem.fence->len; i++) {
         KvmGmemPiece *p = &g_array_index(gmem.fence, KvmGmemPiece, i);
 
-        if (p->rb == rb && ranges_overlap(p->offset, p->size, offset, size)) {
-            return true;
+        if (p->rb == rb && ranges_overlap(p->offset, p->size, offset,
+                                          end - offset)) {
+            end = MAX(p->offset, offset);
         }
     }
-    return false;
+    last = MIN(DIV_ROUND_UP(end, bs), attr->bitmap_size);
+    bit = find_next_zero_bit(attr->bitmap, last, first);
+    if (bit < last) {
+        end = MIN(end, MAX((uint64_t)bit * bs, offset));
+    }
+    return end - offset;
 }
 
-void kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
+uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
 {
+    uint64_t granted;
+
     if (!rb->attributes || kvm_gmem_legacy()) {
-        return;     /* no private side, or upstream's path: no leases */
+        return size;    /* no private side, or upstream's path: no leases */
     }
     QEMU_LOCK_GUARD(&gmem.lease_lock);
-    while (gmem_fenced(rb, offset, size)) {
-        /* A conversion is changing this range; it does not wait on us. */
-        qemu_cond_wait(&gmem.lease_cond, &gmem.lease_lock);
+    granted = gmem_leasable(rb, offset, size);
+    if (granted) {
+        kvm_gmem_leases_take(&gmem.leases, rb, offset, granted);
     }
-    kvm_gmem_leases_take(&gmem.leases, rb, offset, size);
-    trace_kvm_gmem_lease_take(qemu_ram_get_idstr(rb), offset, size);
+    trace_kvm_gmem_lease_take(qemu_ram_get_idstr(rb), offset, size, granted);
+    return granted;
 }
 
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
@@ -706,39 +795,21 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,
                                            sizeof(KvmGmemPiece));
-    bool fenced = false;
     KvmGmemReject r;
 
     r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
     if (!r) {
         r = gmem_collect(gpa, size, to_private, pieces);
     }
-    if (!r && to_private) {
-        r = gmem_fence(pieces);
-        fenced = !r;
+    if (!r) {
+        r = gmem_fence(pieces, to_private);
+        if (!r) {
+            r = gmem_convert_pieces(pieces, to_private, keep_stale);
+            gmem_unfence();
+        }
     }
     for (guint i = 0; i < pieces->len; i++) {
-        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
-        uint64_t converted = 0;
-
-        if (!r) {
-            KvmGmemBlock *b = gmem_block(p->rb);
-
-            r = gmem_convert_piece(p, to_private, keep_stale, &converted);
-            if (converted) {
-                if (to_private) {
-                    b->conversions_to_private++;
-                    b->bytes_to_private += converted;
-                } else {
-                    b->conversions_to_shared++;
-                    b->bytes_to_shared += converted;
-                }
-            }
-        }
-        memory_region_unref(p->mr);
-    }
-    if (fenced) {
-        gmem_unfence();
+        memory_region_unref(g_array_index(pieces, KvmGmemPiece, i).mr);
     }
     return r;
 }
@@ -746,13 +817,13 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
 /* Count a request from a guest or the operator, and how it ended. */
 static void gmem_account_locked(KvmGmemReject r, int64_t busy_ns)
 {
-    gmem.requests++;
-    gmem.failures[r]++;
-    gmem.busy_ns += busy_ns;
+    gmem.stats.requests++;
+    gmem.stats.failures[r]++;
+    gmem.stats.busy_ns += busy_ns;
 }
 
-static KvmGmemReject gmem_convert(uint64_t gpa, uint64_t size,
-                                  bool to_private, const char *source)
+KvmGmemReject kvm_gmem_convert_request(uint64_t gpa, uint64_t size,
+                                       bool to_private, const char *source)
 {
     KvmGmemReject r;
 
@@ -791,7 +862,6 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
     g_autoptr(GArray) pieces = g_array_new(false, false,
                                            sizeof(KvmGmemPiece));
     const uint64_t bs = qemu_real_host_page_size();
-
     bool whole;
 
     QEMU_LOCK_GUARD(&gmem.lock);
@@ -806,7 +876,8 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
         /* Runs not shared, i.e. private: their shared copy is stale. */
         while (whole && kvm_gmem_next_run(p->rb->attributes->bitmap, &bit,
                                           end, false, &first, &last)) {
-            gmem_discard(p->rb, first * bs, (last - first) * bs, false);
+            gmem_discard(p->rb, first * bs, (last - first) * bs, false,
+                         false);
         }
         memory_region_unref(p->mr);     /* collected pieces hold a ref */
     }
@@ -827,16 +898,15 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
                                         kvm_gmem_reject_name(r));
         return kvm_gmem_reject_to_guest(r);
     }
-    r = gmem_convert(range.gpa, range.size, range.to_private, "hypercall");
-    if (!r && gmem.prefault && kvm_pre_fault_memory_supported) {
-        struct kvm_pre_fault_memory mem = {
-            .gpa = range.gpa,
-            .size = range.size,
-        };
-
+    r = kvm_gmem_convert_request(range.gpa, range.size, range.to_private,
+                                 "hypercall");
+    if (!r && kvm_gmem_config.prefault && kvm_pre_fault_memory_supported) {
         /* Opportunistic: a failure only means a later fault maps it. */
-        while (mem.size && !kvm_vcpu_ioctl(cpu, KVM_PRE_FAULT_MEMORY, &mem)) {
-            /* KVM advances gpa and shrinks size as it goes. */
+        int ret = kvm_gmem_kernel_pre_fault(cpu, range.gpa, range.size);
+
+        if (ret) {
+            trace_kvm_gmem_kernel_failed("pre-fault", range.gpa, range.size,
+                                         ret);
         }
     }
     return kvm_gmem_reject_to_guest(r);
@@ -849,7 +919,7 @@ int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
     if (kvm_gmem_legacy()) {
         return kvm_convert_memory(gpa, size, to_private);
     }
-    r = gmem_convert(gpa, size, to_private, "memory-fault");
+    r = kvm_gmem_convert_request(gpa, size, to_private, "memory-fault");
     if (r) {
         /* KVM would fault again forever; nothing to answer the guest. */
         error_report("guest_memfd: memory fault at 0x%" PRIx64 " +0x%" PRIx64
@@ -859,227 +929,4 @@ int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
         return -EFAULT;
     }
     return 0;
-}
-
-void qmp_guest_memfd_convert(uint64_t gpa, uint64_t size, bool private,
-                             Error **errp)
-{
-    KvmGmemReject r;
-
-    if (kvm_gmem_legacy()) {
-        error_setg(errp, "guest-memfd-convert needs the conversion manager "
-                   "(-accel kvm,guest-memfd-conversion=manager)");
-        return;
-    }
-    r = gmem_convert(gpa, size, private, "qmp");
-    if (r) {
-        error_setg(errp, "cannot make 0x%" PRIx64 " +0x%" PRIx64 " %s: %s",
-                   gpa, size, private ? "private" : "shared",
-                   kvm_gmem_reject_name(r));
-    }
-}
-
-#define GMEM_MAX_LISTED_RANGES 1024
-
-/* The runs of equal state of @attr, at most GMEM_MAX_LISTED_RANGES. */
-static void gmem_list_ranges(RamBlockAttributes *attr,
-                             GuestMemfdBlockInfo *bi)
-{
-    const uint64_t bs = qemu_real_host_page_size();
-    const unsigned long end = attr->bitmap_size;
-    GuestMemfdRangeList **tail = &bi->ranges;
-    unsigned long bit = 0, listed = 0;
-
-    bi->has_ranges = true;
-    bi->has_ranges_truncated = true;
-    while (bit < end) {
-        bool shared;
-        unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
-                                                    &shared);
-        GuestMemfdRange *r;
-
-        if (listed++ == GMEM_MAX_LISTED_RANGES) {
-            bi->ranges_truncated = true;
-            return;
-        }
-        r = g_new(GuestMemfdRange, 1);
-        r->offset = (uint64_t)bit * bs;
-        r->size = (uint64_t)(next - bit) * bs;
-        r->q_private = !shared;
-        QAPI_LIST_APPEND(tail, r);
-        bit = next;
-    }
-}
-
-GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
-                                      Error **errp)
-{
-    GuestMemfdInfo *info = g_new0(GuestMemfdInfo, 1);
-    GuestMemfdBlockInfoList **tail = &info->blocks;
-    const uint64_t bs = qemu_real_host_page_size();
-    KvmGmemBlock *b;
-
-    QEMU_LOCK_GUARD(&gmem.lock);
-    info->conversion = gmem.conversion;
-    info->discard = gmem.discard;
-    info->requests = gmem.requests;
-    info->busy_ns = gmem.busy_ns;
-    info->kernel_ns = gmem.kernel_ns;
-    info->rejected = g_new0(GuestMemfdRejects, 1);
-    info->rejected->empty = gmem.failures[KVM_GMEM_REJECT_EMPTY];
-    info->rejected->unaligned = gmem.failures[KVM_GMEM_REJECT_UNALIGNED];
-    info->rejected->overflow = gmem.failures[KVM_GMEM_REJECT_OVERFLOW];
-    info->rejected->reserved_bits = gmem.failures[KVM_GMEM_REJECT_RESERVED];
-    info->rejected->page_size_hint = gmem.failures[KVM_GMEM_REJECT_HINT];
-    info->rejected->not_guest_memfd = gmem.failures[KVM_GMEM_REJECT_NOT_GMEM];
-    info->rejected->kvm = gmem.failures[KVM_GMEM_REJECT_KVM];
-    info->rejected->leased = gmem.failures[KVM_GMEM_REJECT_LEASED];
-    info->discard_backlog = gmem.pending.backlog;
-    WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
-        info->leases = gmem.leases.active;
-        info->lease_waits = gmem.lease_waits;
-    }
-
-    QLIST_FOREACH(b, &gmem.blocks, next) {
-        GuestMemfdBlockInfo *bi = g_new0(GuestMemfdBlockInfo, 1);
-        RamBlockAttributes *attr = b->rb->attributes;
-        uint64_t shared = bitmap_count_one(attr->bitmap, attr->bitmap_size);
-
-        bi->id = g_strdup(qemu_ram_get_idstr(b->rb));
-        bi->size = gmem_block_bytes(b->rb);
-        bi->shared = shared * bs;
-        bi->q_private = bi->size - bi->shared;
-        bi->conversions_to_private = b->conversions_to_private;
-        bi->conversions_to_shared = b->conversions_to_shared;
-        bi->bytes_to_private = b->bytes_to_private;
-        bi->bytes_to_shared = b->bytes_to_shared;
-        if (ranges) {
-            gmem_list_ranges(attr, bi);
-        }
-        QAPI_LIST_APPEND(tail, bi);
-    }
-    return info;
-}
-
-void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
-{
-    g_autoptr(GuestMemfdInfo) info = NULL;
-    Error *err = NULL;
-    GuestMemfdBlockInfoList *l;
-    GuestMemfdRejects *r;
-
-    info = qmp_query_guest_memfd(false, false, &err);
-    if (hmp_handle_error(mon, err)) {
-        return;
-    }
-    r = info->rejected;
-    monitor_printf(mon, "conversion: %s, discard: %s, requests: %" PRIu64
-                   " (%" PRIu64 " us converting, %" PRIu64 " us of it in the "
-                   "kernel), discard backlog: %" PRIu64 " bytes\n",
-                   GuestMemfdConversion_str(info->conversion),
-                   GuestMemfdDiscard_str(info->discard), info->requests,
-                   info->busy_ns / 1000, info->kernel_ns / 1000,
-                   info->discard_backlog);
-    monitor_printf(mon, "host I/O leases: %" PRIu64 " held, %" PRIu64
-                   " conversions waited for one\n", info->leases,
-                   info->lease_waits);
-    monitor_printf(mon, "rejected: empty %" PRIu64 ", unaligned %" PRIu64
-                   ", overflow %" PRIu64 ", reserved-bits %" PRIu64
-                   ", page-size-hint %" PRIu64 ", not-guest-memfd %" PRIu64
-                   ", kvm %" PRIu64 ", leased %" PRIu64 "\n", r->empty,
-                   r->unaligned, r->overflow, r->reserved_bits,
-                   r->page_size_hint, r->not_guest_memfd, r->kvm, r->leased);
-    for (l = info->blocks; l; l = l->next) {
-        GuestMemfdBlockInfo *b = l->value;
-
-        monitor_printf(mon, "%s: size %" PRIu64 ", private %" PRIu64
-                       ", shared %" PRIu64 "; to private %" PRIu64
-                       " times (%" PRIu64 " bytes), to shared %" PRIu64
-                       " times (%" PRIu64 " bytes)\n", b->id, b->size,
-                       b->q_private, b->shared, b->conversions_to_private,
-                       b->bytes_to_private, b->conversions_to_shared,
-                       b->bytes_to_shared);
-    }
-}
-
-static bool gmem_get_prefault(Object *obj, Error **errp)
-{
-    return gmem.prefault;
-}
-
-static void gmem_set_prefault(Object *obj, bool value, Error **errp)
-{
-    gmem.prefault = value;
-}
-
-static void gmem_get_lease_timeout(Object *obj, Visitor *v, const char *name,
-                                   void *opaque, Error **errp)
-{
-    visit_type_uint32(v, name, &gmem.lease_timeout_ms, errp);
-}
-
-static void gmem_set_lease_timeout(Object *obj, Visitor *v, const char *name,
-                                   void *opaque, Error **errp)
-{
-    uint32_t value;
-
-    if (visit_type_uint32(v, name, &value, errp)) {
-        gmem.lease_timeout_ms = value;
-    }
-}
-
-static int gmem_get_conversion(Object *obj, Error **errp)
-{
-    return gmem.conversion;
-}
-
-static void gmem_set_conversion(Object *obj, int value, Error **errp)
-{
-    gmem.conversion = value;
-}
-
-static int gmem_get_discard(Object *obj, Error **errp)
-{
-    return gmem.discard;
-}
-
-static void gmem_set_discard(Object *obj, int value, Error **errp)
-{
-    gmem.discard = value;
-}
-
-void kvm_gmem_accel_class_init(ObjectClass *oc)
-{
-    object_class_property_add_enum(oc, "guest-memfd-conversion",
-                                   "GuestMemfdConversion",
-                                   &GuestMemfdConversion_lookup,
-                                   gmem_get_conversion, gmem_set_conversion);
-    object_class_property_set_description(oc, "guest-memfd-conversion",
-        "Who handles private/shared conversions of guest_memfd memory: "
-        "'manager' (default: validated, errors answered to the guest) or "
-        "'legacy' (QEMU 10.2's kvm_convert_memory(); a bad request stops "
-        "the VM)");
-    object_class_property_add_enum(oc, "guest-memfd-discard",
-                                   "GuestMemfdDiscard",
-                                   &GuestMemfdDiscard_lookup,
-                                   gmem_get_discard, gmem_set_discard);
-    object_class_property_set_description(oc, "guest-memfd-discard",
-        "What a conversion does with the side that became stale: 'sync' "
-        "(default: free it before answering), 'async' (free it from a "
-        "worker thread, soon after) or 'none' (keep it; uses up to twice "
-        "the memory)");
-    object_class_property_add_bool(oc, "guest-memfd-prefault",
-                                   gmem_get_prefault, gmem_set_prefault);
-    object_class_property_set_description(oc, "guest-memfd-prefault",
-        "Map a range into the guest (KVM_PRE_FAULT_MEMORY) right after a "
-        "hypercall converts it, as QEMU 10.2 does; off by default: the "
-        "guest's first touch maps a page anyway, and pages it never "
-        "touches then cost no memory");
-    object_class_property_add(oc, "guest-memfd-lease-timeout", "uint32",
-                              gmem_get_lease_timeout, gmem_set_lease_timeout,
-                              NULL, NULL);
-    object_class_property_set_description(oc, "guest-memfd-lease-timeout",
-        "Milliseconds a conversion to private waits for host I/O (device "
-        "DMA) on the range to finish before it answers the guest EAGAIN "
-        "(default 100)");
 }

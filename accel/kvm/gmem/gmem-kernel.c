@@ -1,0 +1,133 @@
+/*
+ * KVM guest_memfd layer: the kernel calls of a conversion, their retry
+ * policy, and fault injection for tests.
+ *
+ * EINTR and EAGAIN mean "nothing happened, try again" for each of these
+ * calls (a signal, or a resource busy for a moment): they are retried a
+ * few times. Anything else is the caller's to answer. An injected fault
+ * fails a call before it reaches the kernel, so it changed nothing.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <linux/kvm.h>
+#include "qapi/error.h"
+#include "qapi/qapi-commands-guest-memfd.h"
+#include "qemu/atomic.h"
+#include "qemu/lockable.h"
+#include "qemu/thread.h"
+#include "system/kvm.h"
+#include "system/ramblock.h"
+#include "gmem-kernel.h"
+#include "trace.h"
+
+/* Attempts of a call that keeps failing with EINTR or EAGAIN. */
+#define GMEM_KERNEL_ATTEMPTS 8
+
+static struct {
+    QemuMutex lock;
+    GuestMemfdKernelCall call;
+    int error;                  /* positive errno */
+    uint32_t skip;              /* calls let through before failing */
+    uint32_t count;             /* calls still to fail; 0: disarmed */
+} inject;
+
+static void __attribute__((constructor)) gmem_kernel_init(void)
+{
+    qemu_mutex_init(&inject.lock);
+}
+
+void qmp_x_guest_memfd_inject_fault(GuestMemfdKernelCall call,
+                                    GuestMemfdFaultErrno error,
+                                    bool has_skip, uint32_t skip,
+                                    bool has_count, uint32_t count,
+                                    Error **errp)
+{
+    static const int errnos[GUEST_MEMFD_FAULT_ERRNO__MAX] = {
+        [GUEST_MEMFD_FAULT_ERRNO_EINTR] = EINTR,
+        [GUEST_MEMFD_FAULT_ERRNO_EAGAIN] = EAGAIN,
+        [GUEST_MEMFD_FAULT_ERRNO_ENOMEM] = ENOMEM,
+        [GUEST_MEMFD_FAULT_ERRNO_EFAULT] = EFAULT,
+    };
+
+    QEMU_LOCK_GUARD(&inject.lock);
+    inject.call = call;
+    inject.error = errnos[error];
+    inject.skip = has_skip ? skip : 0;
+    inject.count = has_count ? count : 1;
+}
+
+/* -errno if this call is to fail, else 0. */
+static int gmem_injected(GuestMemfdKernelCall call)
+{
+    QEMU_LOCK_GUARD(&inject.lock);
+    if (!inject.count || inject.call != call) {
+        return 0;
+    }
+    if (inject.skip) {
+        inject.skip--;
+        return 0;
+    }
+    inject.count--;
+    trace_kvm_gmem_fault_injected(GuestMemfdKernelCall_str(call),
+                                  inject.error);
+    return -inject.error;
+}
+
+static bool gmem_retry(int ret, int *attempts)
+{
+    return (ret == -EINTR || ret == -EAGAIN) &&
+           ++*attempts < GMEM_KERNEL_ATTEMPTS;
+}
+
+int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
+                                   bool to_private)
+{
+    int attempts = 0, ret;
+
+    do {
+        ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_SET_ATTRIBUTES);
+        if (!ret) {
+            ret = to_private ? kvm_set_memory_attributes_private(gpa, size)
+                             : kvm_set_memory_attributes_shared(gpa, size);
+        }
+    } while (gmem_retry(ret, &attempts));
+    return ret;
+}
+
+int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
+                            bool guest_memfd)
+{
+    int attempts = 0, ret;
+
+    do {
+        ret = gmem_injected(guest_memfd ?
+                            GUEST_MEMFD_KERNEL_CALL_DISCARD_PRIVATE :
+                            GUEST_MEMFD_KERNEL_CALL_DISCARD_SHARED);
+        if (!ret) {
+            ret = guest_memfd ?
+                  ram_block_discard_guest_memfd_range(rb, offset, size) :
+                  ram_block_discard_range(rb, offset, size);
+        }
+    } while (gmem_retry(ret, &attempts));
+    return ret;
+}
+
+int kvm_gmem_kernel_pre_fault(CPUState *cpu, uint64_t gpa, uint64_t size)
+{
+    struct kvm_pre_fault_memory mem = { .gpa = gpa, .size = size };
+    int attempts = 0, ret = 0;
+
+    while (mem.size) {
+        ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_PRE_FAULT);
+        if (!ret) {
+            /* KVM advances gpa and shrinks size as it goes. */
+            ret = kvm_vcpu_ioctl(cpu, KVM_PRE_FAULT_MEMORY, &mem);
+        }
+        if (ret && !gmem_retry(ret, &attempts)) {
+            break;
+        }
+    }
+    return ret;
+}

@@ -1,0 +1,32 @@
+/*
+ * KVM guest_memfd layer: the kernel calls of a conversion.
+ *
+ * Every call the manager makes to change or free guest memory goes
+ * through here, which retries what the kernel says may be retried and
+ * returns the rest as -errno for the manager to answer
+ * (docs/devel/kvm-gmem.rst has the table). For tests, the calls can be
+ * made to fail on request (x-guest-memfd-inject-fault), since the rig's
+ * kernel has no fault injection of its own.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef ACCEL_KVM_GMEM_KERNEL_H
+#define ACCEL_KVM_GMEM_KERNEL_H
+
+#include "exec/cpu-common.h"
+
+/* KVM_SET_MEMORY_ATTRIBUTES: all or nothing (Linux reserves first). */
+int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
+                                   bool to_private);
+
+/*
+ * Free [offset, offset + size) of @rb: its guest_memfd side, or its
+ * shared side. 0, or -errno with nothing known of what was freed.
+ */
+int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
+                            bool guest_memfd);
+
+/* KVM_PRE_FAULT_MEMORY over the range, as far as KVM goes. */
+int kvm_gmem_kernel_pre_fault(CPUState *cpu, uint64_t gpa, uint64_t size);
+
+#endif
