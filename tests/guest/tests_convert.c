@@ -443,3 +443,81 @@ GUEST_TEST_EXPLICIT(convert_sweep, "random conversions in a 4 MiB window, "
     test_checkpoint("phase=marked");
     return TEST_PASS;
 }
+
+/*
+ * Random conversions of 1 to 16 pages in a 1 MiB window while the host
+ * makes the manager's kernel calls fail now and then
+ * (x-guest-memfd-inject-fault). A request either succeeds or is refused
+ * (EINVAL, EAGAIN) and then changed nothing; in both cases every page of
+ * it must hold what the guest can expect: zeros on a page that just
+ * changed state (its new side was freed when it last became stale, even
+ * if that discard had failed at first), and the page's last word
+ * otherwise. private= is how many pages the guest left private, for the
+ * host's sweep.
+ */
+GUEST_TEST_EXPLICIT(convert_faults, "random conversions in a 1 MiB window "
+                    "that tolerate refused requests and check each page's "
+                    "data after every request (rounds=)")
+{
+    enum { FAULT_PAGES = 256 };
+    static uint8_t is_private[FAULT_PAGES];
+    static uint64_t last[FAULT_PAGES];      /* word of the live side */
+    const uint64_t size = FAULT_PAGES * 4 * KiB;
+    uint64_t base = window_base(size), rounds = arg_u64("rounds", 2000);
+    uint64_t rng = 0x2545f4914f6cdd1dULL ^ arg_u64("seed", 0);
+    uint64_t refused = 0, nprivate = 0, bad = 0;
+    long first_bad_ret = 0;
+
+    if (!base) {
+        return test_fail("no free RAM window of %lu bytes", size);
+    }
+    memset(is_private, 0, sizeof(is_private));
+    for (uint64_t p = 0; p < FAULT_PAGES; p++) {
+        last[p] = cpu_word(base + p * 4096, 0, 0);
+        write_word(base + p * 4096, last[p]);
+    }
+    for (uint64_t i = 1; i <= rounds; i++) {
+        uint64_t n = 1 + xorshift64(&rng) % 16;
+        uint64_t first = xorshift64(&rng) % (FAULT_PAGES - n + 1);
+        bool to_private = xorshift64(&rng) & 1;
+        uint64_t gpa = base + first * 4 * KiB;
+        long ret = to_private ? convert_private(gpa, n * 4 * KiB)
+                              : convert_shared(gpa, n * 4 * KiB);
+
+        if (ret && ret != 22 && ret != 11) {
+            return test_fail("round %lu: 0x%lx +%lu pages answered %ld", i,
+                             gpa, n, ret);
+        }
+        refused += ret != 0;
+        for (uint64_t p = first; p < first + n; p++) {
+            uint64_t a = base + p * 4096, want;
+
+            if (!ret && is_private[p] != to_private) {
+                /* The other side is live now, and was freed. */
+                is_private[p] = to_private;
+                want = 0;
+            } else {
+                want = last[p];
+            }
+            if (read_word(a) != want && !bad++) {
+                first_bad_ret = ret;
+                test_info("round %lu: page 0x%lx (%s, request %s) holds "
+                          "0x%lx, not 0x%lx", i, a,
+                          is_private[p] ? "private" : "shared",
+                          ret ? "refused" : "done", read_word(a), want);
+            }
+            last[p] = cpu_word(a, 0, i);
+            write_word(a, last[p]);
+        }
+    }
+    for (uint64_t p = 0; p < FAULT_PAGES; p++) {
+        nprivate += is_private[p];
+    }
+    test_info("gpa=0x%lx size=0x%lx rounds=%lu refused=%lu private=%lu "
+              "data_errors=%lu", base, size, rounds, refused, nprivate, bad);
+    if (bad) {
+        return test_fail("%lu pages held the wrong data (first after a "
+                         "request answered %ld)", bad, first_bad_ret);
+    }
+    return TEST_PASS;
+}

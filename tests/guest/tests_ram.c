@@ -173,3 +173,35 @@ GUEST_TEST_EXPLICIT(ram_fill, "write the pattern over gpa= size= (RAM the "
                     r.start, r.end);
     return TEST_PASS;
 }
+
+/* The word sweep_mark writes at @gpa in its @n-th call of a boot. */
+static uint64_t sweep_word(uint64_t gpa, uint64_t n)
+{
+    return gpa ^ 0x5ec2e75ec2e75ec2ULL ^ (n * 0x100000001b3ULL);
+}
+
+GUEST_TEST_EXPLICIT(sweep_mark, "write a word in every free page, in "
+                    "whatever state it is, for the host's record-vs-KVM "
+                    "sweep (checkpoints=1)")
+{
+    static uint64_t calls;
+    struct ram_range r[MAX_RANGES];
+    int n = test_ram_ranges(r, MAX_RANGES);
+    uint64_t pages = 0;
+    char ranges[256];
+
+    if (!n) {
+        return test_fail("no usable RAM in the memory map");
+    }
+    calls++;
+    for (int i = 0; i < n; i++) {
+        for (uint64_t a = ALIGN_UP(r[i].start, 4096); a + 4096 <= r[i].end;
+             a += 4096) {
+            write_word(a, sweep_word(a, calls));
+            pages++;
+        }
+    }
+    format_ranges(ranges, sizeof(ranges), r, n);
+    test_checkpoint("sweep=%lu pages=%lu ranges=%s", calls, pages, ranges);
+    return TEST_PASS;
+}

@@ -223,6 +223,71 @@ GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
            test_fail("conversion under DMA answered %ld", busy_ret);
 }
 
+/*
+ * A device asked to write into a private page: the host must not map it
+ * (host I/O reaches only shared memory), so the request fails in the
+ * device, the page keeps the guest's private data, and once it is shared
+ * again it reads zeros, not the device's data.
+ */
+GUEST_TEST_EXPLICIT(dma_private, "make a page private, fill it, then start "
+                    "a virtio-blk read into it; check it after, and after "
+                    "sharing it again (-device virtio-blk-pci,"
+                    "disable-legacy=off,ioeventfd=off on a disk that reads "
+                    "a nonzero pattern; checkpoints=1)")
+{
+    uint64_t base = window_base(2 * MiB);
+    uint64_t buf = base, meta = base + 8192;
+    uint64_t lost = 0, nonzero = 0;
+    struct virtio_dev dev;
+    struct virtq q;
+    bool completed;
+    long ret;
+    int id;
+
+    if (!base) {
+        return test_fail("no free RAM for the test window");
+    }
+    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init(&dev, &q, 0)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(&dev);
+    ret = convert_private(buf, 4096);
+    if (ret) {
+        return test_fail("cannot make the buffer private: %ld", ret);
+    }
+    for (uint64_t a = buf; a < buf + 4096; a += 8) {
+        write_word(a, page_tag(a));
+    }
+    id = blk_read_start(&dev, &q, buf, meta);
+    if (id < 0) {
+        return test_fail("cannot queue the read");
+    }
+    completed = virtq_wait(&q, id, 1ULL << 28);
+    for (uint64_t a = buf; a < buf + 4096; a += 8) {
+        lost += read_word(a) != page_tag(a);
+    }
+    test_checkpoint("phase=submitted gpa=0x%lx completed=%d", buf,
+                    completed);
+    ret = convert_shared(buf, 4096);
+    for (uint64_t a = buf; a < buf + 4096; a += 8) {
+        nonzero += read_word(a) != 0;
+    }
+    test_info("completed=%d status=%u private_lost=%lu shared_ret=%ld "
+              "shared_nonzero=%lu", completed, blk_status(meta), lost, ret,
+              nonzero);
+    if (lost) {
+        return test_fail("%lu words of the private page changed", lost);
+    }
+    if (ret || nonzero) {
+        return test_fail("shared again (%ld), the page holds %lu words "
+                         "that are not zero", ret, nonzero);
+    }
+    return TEST_PASS;
+}
+
 /* What one CPU saw in dma_storm; everything but ok counts as a fault. */
 static struct {
     uint64_t ok;                /* requests answered as expected */

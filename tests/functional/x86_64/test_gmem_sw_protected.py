@@ -12,10 +12,11 @@ import subprocess
 import time
 
 from qemu_test import QemuSystemTest
-from qemu_test.gmem_guest import (KVM_X86_SW_PROTECTED_VM, GmemGuestTest,
-                                  count_secret_words, kvm_vm_types,
-                                  parse_fields, read_words, secret_word,
-                                  sw_protected_vm_args)
+from qemu_test.gmem_guest import (EXIT_FAILED, KVM_X86_SW_PROTECTED_VM,
+                                  GmemGuestTest, count_secret_words,
+                                  kvm_vm_types,
+                                  parse_fields, parse_ranges, read_words,
+                                  secret_word, sw_protected_vm_args)
 
 
 # vCPUs of the SMP conversion tests. With 4 L2 vCPUs on a 2-CPU L1, L1's
@@ -41,6 +42,25 @@ def slow_disk_args(latency_ms):
             'disable-modern=on,ioeventfd=off,iommu_platform=off']
 
 
+def pattern_disk_args(path, byte=0x5a):
+    """A legacy virtio-blk disk of 1 MiB that reads @byte everywhere."""
+    with open(path, 'wb') as f:
+        f.write(bytes([byte]) * 1048576)
+    return ['-blockdev', 'driver=file,filename=%s,node-name=pattern' % path,
+            '-device', 'virtio-blk-pci,drive=pattern,disable-legacy=off,'
+            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+
+
+def sweep_word(gpa, n):
+    """tests/guest/tests_ram.c: sweep_word(), of an int or a numpy array."""
+    key = 0x5ec2e75ec2e75ec2 ^ ((n * 0x100000001b3) % (1 << 64))
+    if isinstance(gpa, int):
+        return gpa ^ key
+    import numpy
+
+    return gpa ^ numpy.uint64(key)
+
+
 class SwProtectedVm(GmemGuestTest):
 
     timeout = 600
@@ -53,12 +73,56 @@ class SwProtectedVm(GmemGuestTest):
         self.require_accelerator('kvm')
 
     def boot(self, command_line, mem='128M', smp=1, conversion='manager',
-             reboot=False, extra=(), discard='sync'):
+             reboot=False, extra=(), discard='sync', accel=''):
         return self.launch_guest(
             command_line, '-accel', 'kvm,guest-memfd-conversion=%s,'
-            'guest-memfd-discard=%s' % (conversion, discard),
+            'guest-memfd-discard=%s%s' % (conversion, discard, accel),
             '-m', mem, '-smp', str(smp), *extra, *sw_protected_vm_args(),
             reboot=reboot)
+
+    def sweep(self, log):
+        """
+        The record-versus-KVM sweep, at the guest's sweep_mark checkpoint:
+        the guest wrote a word in every free page, whatever its state;
+        QEMU's mapping shows it on exactly the pages KVM treats as shared,
+        which must be the pages the manager's record calls shared. Returns
+        the number of free pages that are private; the guest stays halted
+        at its checkpoint.
+        """
+        import numpy
+
+        fields = self.checkpoint(log, 'sweep_mark')
+        n = int(fields['sweep'])
+        ram = [b for b in self.vm.cmd('query-guest-memfd', ranges=True)
+               ['blocks'] if b['id'] == 'pc.ram'][0]
+        self.assertFalse(ram['ranges-truncated'])
+        record_private = numpy.zeros(ram['size'] // 4096, dtype=bool)
+        for r in ram['ranges']:
+            if r['private']:
+                record_private[r['offset'] // 4096:
+                               (r['offset'] + r['size']) // 4096] = True
+        private, pages, disagree = 0, 0, []
+        chunk = 16 << 20
+        for start, end in parse_ranges(fields['ranges']):
+            start, end = -(-start // 4096) * 4096, end // 4096 * 4096
+            # pc.ram maps guest physical 0 at offset 0, below 4 GiB.
+            self.assertLessEqual(end, ram['size'])
+            for lo in range(start, end, chunk):
+                hi = min(lo + chunk, end)
+                firsts = read_words(self.vm, self.workdir, lo, hi - lo)[::512]
+                gpas = numpy.arange(lo, hi, 4096, dtype=numpy.uint64)
+                kvm_private = firsts != sweep_word(gpas, n)
+                record = record_private[lo // 4096:hi // 4096]
+                for i in numpy.nonzero(kvm_private != record)[0][:8]:
+                    disagree.append('0x%x: KVM %s, record %s' % (
+                        lo + int(i) * 4096,
+                        'private' if kvm_private[i] else 'shared',
+                        'private' if record[i] else 'shared'))
+                private += int(record.sum())
+                pages += hi - lo >> 12
+        self.assertEqual(pages, int(fields['pages']))
+        self.assertEqual(disagree, [], 'the record and KVM disagree')
+        return private
 
     def checkpoint(self, log, test):
         line = log.wait_for('gmem-checkpoint: %s:' % test, self.vm,
@@ -139,19 +203,70 @@ class SwProtectedVm(GmemGuestTest):
 
     def test_dma_lease_waits_for_short_io(self):
         # The read takes 300 ms, the timeout is 10 s: the conversion waits
-        # for the DMA to finish and then succeeds.
+        # for the DMA to finish and then succeeds. The guest's clock says
+        # whether it waited: the conversion took most of the read's time
+        # (the page reads zeros either way, private or written by the
+        # zero disk, so data cannot tell).
         answers, stats = self.dma_lease('manager', 300, 10000, 0)
         self.assertEqual(answers['busy_ret'], '0')
         self.assertEqual(stats['rejected']['leased'], 0)
         self.assertEqual(stats['lease-waits'], 1)
+        self.assertGreater(int(answers['busy_tsc']),
+                           int(answers['read_tsc']) // 2, answers)
 
     def test_dma_lease_legacy_baseline(self):
         # QEMU 10.2.2's own path converts the page under the device's
-        # mapping at once; the read then writes to a page the guest
-        # already made private.
+        # mapping at once: the conversion returns long before the 2 s read
+        # is done, which then writes to a page the guest already made
+        # private.
         answers, stats = self.dma_lease('legacy', 2000, 100, 0)
         self.assertEqual(answers['busy_ret'], '0')
-        self.assertEqual(stats['lease-waits'], 0)
+        self.assertLess(int(answers['busy_tsc']),
+                        int(answers['read_tsc']) // 10, answers)
+
+    def dma_private(self, conversion):
+        """
+        The guest asks a device to write into a private page. Returns the
+        guest's checkpoint fields, how many words of the disk's pattern
+        QEMU's view of the page holds, and the guest's log.
+        """
+        self.trace_log = os.path.join(self.workdir, 'trace.log')
+        log = self.boot('dma_private checkpoints=1', conversion=conversion,
+                        extra=(*pattern_disk_args(os.path.join(
+                                   self.workdir, 'pattern.img')),
+                               '-trace', 'kvm_gmem_lease_take',
+                               '-D', self.trace_log))
+        fields = self.checkpoint(log, 'dma_private')
+        words = read_words(self.vm, self.workdir, int(fields['gpa'], 0), 4096)
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+        self.vm.cmd('inject-nmi')
+        return fields, int((words == 0x5a5a5a5a5a5a5a5a).sum()), log
+
+    def test_dma_into_private_page_refused(self):
+        # Host I/O maps only shared memory: a read into a private page
+        # fails in the device (virtio-blk marks itself broken), QEMU's
+        # view of the page shows nothing of the disk's pattern, the guest
+        # keeps its private data, and the page reads zeros once shared.
+        fields, pattern, log = self.dma_private('manager')
+        self.assertEqual((fields['completed'], pattern), ('0', 0))
+        self.finish(log)
+        self.assertEqual(log.results()['dma_private'], ('PASS', ''))
+        trace = self.trace_log
+        with open(trace) as f:
+            refused = re.findall(r'kvm_gmem_lease_take pc.ram offset 0x(\w+) '
+                                 r'size 0x1000: 0x0 granted', f.read())
+        self.assertEqual(refused, ['%x' % int(fields['gpa'], 0)])
+
+    def test_dma_into_private_page_legacy_baseline(self):
+        # QEMU 10.2.2 maps the private page's shared side for the device:
+        # the read completes, QEMU's view holds the disk's data, and the
+        # guest finds it there once it shares the page again.
+        fields, pattern, log = self.dma_private('legacy')
+        self.assertEqual((fields['completed'], pattern), ('1', 512))
+        self.finish(log, expected_exit=EXIT_FAILED)
+        self.assertEqual(log.results()['dma_private'], (
+            'FAIL', 'shared again (0), the page holds 512 words that are '
+            'not zero'))
 
     def test_dma_storm(self):
         # STORM_VCPUS vCPUs: one keeps virtio-blk reads in flight (50 ms
@@ -438,31 +553,215 @@ class SwProtectedVm(GmemGuestTest):
         self.finish(log)
 
     def vcpus_convert_disjoint_ranges(self, cpus, conversion):
-        log = self.boot('smp_online,convert_smp,hold cpus=%d rounds=16 '
-                        'checkpoints=1' % cpus, smp=cpus,
+        # The guest checks its data; the sweep checks that the record
+        # (upstream's too, on the legacy path) ends equal to KVM's view.
+        log = self.boot('smp_online,convert_smp,sweep_mark cpus=%d '
+                        'rounds=16 checkpoints=1' % cpus, smp=cpus,
                         conversion=conversion)
-        self.checkpoint(log, 'hold')
+        self.assertEqual(self.sweep(log), 0)
         stats = self.vm.cmd('query-guest-memfd')
         self.vm.cmd('inject-nmi')
         self.finish(log)
         self.assertEqual(log.results(), {'smp_online': ('PASS', ''),
                                          'convert_smp': ('PASS', ''),
-                                         'hold': ('PASS', '')})
-        self.assertEqual(log.info('convert_smp'),
-                         ['cpus=%d conversions=%d' % (cpus, 32 * cpus)])
-        return [b for b in stats['blocks'] if b['id'] == 'pc.ram'][0]
+                                         'sweep_mark': ('PASS', '')})
+        return stats
 
     def test_vcpus_convert_disjoint_ranges(self):
-        ram = self.vcpus_convert_disjoint_ranges(RIG_VCPUS, 'manager')
-        self.assertEqual(ram['conversions-to-private'], 32)
-        self.assertEqual(ram['conversions-to-shared'], 32)
+        # Each vCPU made 16 requests each way; the manager saw all of them.
+        stats = self.vcpus_convert_disjoint_ranges(RIG_VCPUS, 'manager')
+        ram = [b for b in stats['blocks'] if b['id'] == 'pc.ram'][0]
+        self.assertEqual(stats['requests'], 32 * RIG_VCPUS)
+        self.assertEqual(sum(stats['rejected'].values()), 0)
+        self.assertEqual(ram['conversions-to-private'], 16 * RIG_VCPUS)
+        self.assertEqual(ram['conversions-to-shared'], 16 * RIG_VCPUS)
         self.assertEqual(ram['private'], 0)
 
-
     def test_two_vcpus_legacy_baseline(self):
-        # The legacy path keeps no statistics, but does convert.
-        ram = self.vcpus_convert_disjoint_ranges(2, 'legacy')
-        self.assertEqual(ram['conversions-to-private'], 0)
+        # Upstream's path converts too, and keeps its record (the same
+        # RamBlockAttributes bitmap) equal to KVM: the sweep says so.
+        self.vcpus_convert_disjoint_ranges(2, 'legacy')
+
+    def fault_trace(self):
+        self.trace_log = os.path.join(self.workdir, 'trace.log')
+        return ('-trace', 'kvm_gmem_fault_injected', '-D', self.trace_log)
+
+    def faults_injected(self):
+        with open(self.trace_log) as f:
+            return len(re.findall('kvm_gmem_fault_injected', f.read()))
+
+    def listed_ranges(self):
+        return [(r['offset'], r['size'], r['private'])
+                for r in [b for b in self.vm.cmd('query-guest-memfd',
+                                                 ranges=True)['blocks']
+                          if b['id'] == 'pc.ram'][0]['ranges']]
+
+    def test_failed_request_changes_nothing(self):
+        # A request of several runs fails in KVM part way: the runs done
+        # before are changed back. EINTR is retried, a bounded number of
+        # times. If KVM also refuses a change back, that run keeps the new
+        # state and the record follows KVM (the sweep checks which).
+        log = self.boot('hold,sweep_mark,hold checkpoints=1',
+                        extra=self.fault_trace())
+        self.checkpoint(log, 'hold')
+        base = 4 << 20
+        for k in range(4):      # pages 0, 2, 4, 6 private: 4 shared runs
+            self.vm.cmd('guest-memfd-convert', gpa=base + k * 8192,
+                        size=4096, private=True)
+        before = self.listed_ranges()
+
+        def convert(**fault):
+            if fault:
+                self.vm.cmd('x-guest-memfd-inject-fault', **fault)
+            resp = self.vm.qmp('guest-memfd-convert', gpa=base, size=32768,
+                               private=True)
+            return resp.get('error', {}).get('desc')
+
+        # The third run's attribute change fails; runs 1 and 2 go back.
+        self.assertEqual(convert(call='set-attributes', error='enomem',
+                                 skip=2),
+                         'cannot make 0x400000 +0x8000 private: kvm')
+        self.assertEqual(self.listed_ranges(), before)
+        self.assertEqual(convert(call='set-attributes', error='efault'),
+                         'cannot make 0x400000 +0x8000 private: kvm')
+        self.assertEqual(self.listed_ranges(), before)
+        # Every attempt interrupted: refused after a bounded retry.
+        self.assertEqual(convert(call='set-attributes', error='eintr',
+                                 count=1000),
+                         'cannot make 0x400000 +0x8000 private: kvm')
+        self.vm.cmd('x-guest-memfd-inject-fault', call='set-attributes',
+                    error='eintr', count=0)
+        self.assertEqual(self.listed_ranges(), before)
+        stats = self.vm.cmd('query-guest-memfd')
+        self.assertEqual(stats['rollback-failures'], 0)
+        # The third run fails, and so does the change back of the second:
+        # the second stays private, the first goes back.
+        self.assertEqual(convert(call='set-attributes', error='enomem',
+                                 skip=2, count=2),
+                         'cannot make 0x400000 +0x8000 private: kvm')
+        stats = self.vm.cmd('query-guest-memfd')
+        self.assertEqual(stats['rollback-failures'], 1)
+        self.assertEqual(stats['rejected']['kvm'], 4)
+        private = [(o - base) // 4096 for o, sz, p in self.listed_ranges()
+                   if p for o in range(o, o + sz, 4096)]
+        self.assertEqual(private, [0, 2, 3, 4, 6])
+        # Interrupted a few times: retried, and done.
+        self.assertIsNone(convert(call='set-attributes', error='eintr',
+                                  count=3))
+        self.assertEqual(self.pc_ram()['private'], 32768)
+        self.vm.cmd('inject-nmi')
+        self.assertEqual(self.sweep(log), 8)
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'hold')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(self.faults_injected(), 1 + 1 + 8 + 2 + 3)
+
+    def test_failed_discard_stays_pending(self):
+        # A discard that fails leaves its stale copy queued; the copy is
+        # freed before its side is live again, or the request is refused.
+        log = self.boot('sweep_mark,hold checkpoints=1',
+                        extra=self.fault_trace())
+        fields = self.checkpoint(log, 'sweep_mark')
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'hold')
+        gpa = 4 << 20
+        mark = sweep_word(gpa, int(fields['sweep']))
+
+        def shared_view():
+            return int(read_words(self.vm, self.workdir, gpa, 4096)[0])
+
+        def convert(private, **fault):
+            if fault:
+                self.vm.cmd('x-guest-memfd-inject-fault', **fault)
+            resp = self.vm.qmp('guest-memfd-convert', gpa=gpa, size=4096,
+                               private=private)
+            return resp.get('error', {}).get('desc')
+
+        self.assertEqual(shared_view(), mark)
+        # Private; its shared copy cannot be freed, and stays pending.
+        self.assertIsNone(convert(True, call='discard-shared',
+                                  error='enomem'))
+        stats = self.vm.cmd('query-guest-memfd')
+        self.assertEqual((stats['discard-failures'],
+                          stats['discard-backlog']), (1, 4096))
+        self.assertEqual(shared_view(), mark)
+        # Back to shared needs that copy gone: it fails again, refused.
+        self.assertEqual(convert(False, call='discard-shared',
+                                 error='enomem'),
+                         'cannot make 0x400000 +0x1000 shared: discard')
+        self.assertEqual(self.pc_ram()['private'], 4096)
+        # The retry works: shared, and zeros where the old copy was.
+        self.assertIsNone(convert(False))
+        stats = self.vm.cmd('query-guest-memfd')
+        self.assertEqual((stats['discard-failures'],
+                          stats['discard-backlog']), (2, 0))
+        self.assertEqual(shared_view(), 0)
+        # The same for the private side.
+        self.assertIsNone(convert(True))
+        self.assertIsNone(convert(False, call='discard-private',
+                                  error='eintr', count=1000))
+        self.vm.cmd('x-guest-memfd-inject-fault', call='discard-private',
+                    error='eintr', count=0)
+        self.assertEqual(self.vm.cmd('query-guest-memfd')['discard-backlog'],
+                         4096)
+        self.assertIsNone(convert(True))
+        stats = self.vm.cmd('query-guest-memfd')
+        self.assertEqual((stats['discard-failures'],
+                          stats['discard-backlog']), (3, 0))
+        self.assertEqual(self.pc_ram()['private'], 4096)
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(self.faults_injected(), 1 + 1 + 8)
+
+    def test_kernel_faults_on_a_running_guest(self):
+        # The host makes the manager's kernel calls fail now and then,
+        # each kind with each error, while the guest converts at random
+        # and checks every page's data after every request; then the
+        # sweep. One failure at a time (count=1), so that a refused
+        # request changed nothing and the guest's model holds.
+        import random
+
+        log = self.boot('convert_faults,sweep_mark,hold rounds=4000 '
+                        'checkpoints=1', accel=',guest-memfd-prefault=on',
+                        extra=self.fault_trace())
+        rng = random.Random(1)
+        calls = ['set-attributes', 'discard-shared', 'discard-private',
+                 'pre-fault']
+        errors = ['eintr', 'eagain', 'enomem', 'efault']
+        armed = 0
+        def guest_done():
+            # Read the guest's output aside: sweep() waits for a new line.
+            with open(self.debugcon, 'rb') as f:
+                return b'gmem-test: convert_faults:' in f.read()
+
+        while not guest_done():
+            self.vm.cmd('x-guest-memfd-inject-fault',
+                        call=calls[armed % 4], error=rng.choice(errors),
+                        skip=rng.randrange(4))
+            armed += 1
+            time.sleep(0.02)
+            self.assertEqual(self.vm.cmd('query-status')['status'],
+                             'running')
+        self.vm.cmd('x-guest-memfd-inject-fault', call='set-attributes',
+                    error='eintr', count=0)
+        private = self.sweep(log)
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'hold')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['convert_faults'], ('PASS', ''))
+        info = parse_fields(log.info('convert_faults')[0])
+        self.assertEqual(int(info['private']), private)
+        injected = self.faults_injected()
+        self.log.info('faults: %d armed, %d injected; guest: %s; stats: %s',
+                      armed, injected, info, stats)
+        self.assertGreater(injected, 50)
+        self.assertGreater(stats['rejected']['kvm'], 0)
+        self.assertGreater(stats['discard-failures'], 0)
+        self.assertEqual(int(info['refused']),
+                         sum(stats['rejected'].values()))
 
     def bad_request(self, case, conversion):
         """
