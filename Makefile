@@ -7,6 +7,8 @@
 #   make check-rig  only the nested rig tier
 #   make bench   conversion rates in the nested rig, side by side
 #   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60)
+#   make check-upstream  QEMU's unit and qtest-x86_64 suites on our build
+#                and on pristine 10.2.2, side by side
 #   make build   just build qemu-system-x86_64 (and the test guest)
 
 CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
@@ -41,8 +43,12 @@ bench: build
 fuzz: build
 	@build-aux/fuzz.sh
 
+# Upstream's own suites, ours beside pristine 10.2.2 (SUITES= to choose).
+check-upstream: build
+	@build-aux/check-upstream.sh
+
 # Only the nested-rig tier (real KVM_X86_SW_PROTECTED_VM under TCG).
 check-rig: build
 	@build-aux/check.sh gmem_rig
 
-.PHONY: all deps build run check check-rig bench fuzz
+.PHONY: all deps build run check check-rig check-upstream bench fuzz

@@ -58,9 +58,15 @@ if [ "$filter" = gmem ]; then
     FUZZ_TIME=${FUZZ_CHECK_TIME:-5} "$repo/build-aux/fuzz.sh" --tap |
         tee "$fuzz_tap" | grep -v '^ok\|^not ok'
 fi
+# And upstream's own suites, a bounded part (make check-upstream: all).
+upstream_tap=$cache/upstream-check.tap
+rm -f "$upstream_tap"
+if [ "$filter" = gmem ]; then
+    "$repo/build-aux/check-upstream.sh" --bounded "$upstream_tap" || true
+fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
-        "$fuzz_tap" || status=1
+        "$fuzz_tap" "$upstream_tap" || status=1
 else
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" ||
         status=1

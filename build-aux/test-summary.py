@@ -3,9 +3,10 @@
 
 TAP tests count each "ok"/"not ok" line (SKIP directives as skipped);
 a test that produced no TAP result, or whose process failed beyond its
-TAP lines (crash, timeout), counts as one failure more. A second
-argument names a plain TAP file (the fuzz harnesses) counted the same
-way, only if it exists and then as one failure if it holds no result.
+TAP lines (crash, timeout), counts as one failure more. Further
+arguments name plain TAP files counted the same way (the fuzz
+harnesses, upstream's suites), each as one failure if it holds no
+result.
 """
 import json
 import re
@@ -14,7 +15,7 @@ import sys
 TAP = re.compile(r'^(ok|not ok)\b[^#]*(#\s*(SKIP|TODO)\b(.*))?', re.I)
 
 
-def main(path, tap_path=None):
+def main(path, *tap_paths):
     passed = failed = skipped = 0
     try:
         f = open(path)
@@ -49,31 +50,38 @@ def main(path, tap_path=None):
                 print('failed: %s (%s)' % (test['name'], result))
             elif result == 'OK' and not counted:
                 passed += 1
-    if tap_path:
-        p, f = count_tap(tap_path)
+    for tap_path in tap_paths:
+        p, f, s = count_tap(tap_path)
         passed += p
         failed += f
+        skipped += s
     print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
     return 1 if failed else 0
 
 
 def count_tap(path):
-    """(passed, failed) of a plain TAP file; none at all is one failure."""
-    passed = failed = 0
+    """(passed, failed, skipped) of a plain TAP file; none is a failure."""
+    passed = failed = skipped = 0
     try:
         with open(path) as f:
             for line in f:
                 m = TAP.match(line)
-                if m:
-                    passed += m.group(1) == 'ok'
-                    failed += m.group(1) != 'ok'
+                if not m:
+                    continue
+                if m.group(3) and m.group(3).upper() == 'SKIP':
+                    skipped += 1
+                elif m.group(1) == 'ok':
+                    passed += 1
+                else:
+                    failed += 1
+                    print('failed: %s' % line.strip())
     except FileNotFoundError:
         pass
-    if not passed + failed:
+    if not passed + failed + skipped:
         print('failed: %s has no results' % path)
         failed = 1
-    return passed, failed
+    return passed, failed, skipped
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    sys.exit(main(*sys.argv[1:]))
