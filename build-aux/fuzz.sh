@@ -28,27 +28,51 @@ cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
  -iquote $bld -iquote $src/include $(pkg-config --cflags glib-2.0)"
 libs="$(pkg-config --libs glib-2.0)"
 
-# harness: the gmem files it tests (+ libqemuutil for error and memalign)
+# The conversion manager is compiled as QEMU compiles it: its include
+# paths and defines, read from the build's compile_commands.json.
+manager_flags=$(python3 - "$bld/compile_commands.json" <<'PY'
+import json, shlex, sys
+for c in json.load(open(sys.argv[1])):
+    if c['file'].endswith('accel/kvm/gmem/kvm-gmem.c'):
+        args = shlex.split(c['command'])
+        keep, skip = [], False
+        for a in args:
+            if skip:
+                keep.append(a)
+                skip = False
+            elif a in ('-isystem', '-iquote'):
+                keep.append(a)
+                skip = True
+            elif a.startswith(('-I', '-D', '-isystem')):
+                keep.append(a)
+        print(' '.join(shlex.quote(a) for a in keep))
+PY
+)
+
+# harness: the gmem files it tests (+ libqemuutil for error and memalign;
+# +target: compiled with the manager's flags, in the build directory)
 harnesses="request:gmem-request.c
 discard-queue:gmem-discard-queue.c
-launch-plan:launch-plan.c,launch-digest.c,util"
+launch-plan:launch-plan.c,launch-digest.c,util
+manager:kvm-gmem.c,gmem-discard-queue.c,gmem-lease.c,gmem-request.c,gmem-runs.c,trace,util,target"
 
 execs_total=0 findings_total=0 n=0
 for h in $harnesses; do
     name=${h%%:*}
     files=$(echo "${h#*:}" | tr ',' ' ')
-    objs="" util=""
+    objs="" util="" extra=""
     for f in $files; do
-        if [ "$f" = util ]; then
-            util="$bld/libqemuutil.a"
-        else
-            objs="$objs $src/accel/kvm/gmem/$f"
-        fi
+        case $f in
+        util) util="$bld/libqemuutil.a" ;;
+        trace) objs="$objs $bld/trace/trace-accel_kvm_gmem.c" ;;
+        target) extra=$manager_flags ;;
+        *) objs="$objs $src/accel/kvm/gmem/$f" ;;
+        esac
     done
     bin=$out/fuzz-gmem-$name
     # shellcheck disable=SC2086
-    clang-14 $cflags -o "$bin" "$src/tests/fuzz/fuzz-gmem-$name.c" $objs \
-        $util $libs -lm
+    (cd "$bld" && eval clang-14 $cflags $extra -o "$bin" \
+        "$src/tests/fuzz/fuzz-gmem-$name.c" $objs $util $libs -lm)
     corpus=$out/corpus-$name
     mkdir -p "$corpus"
     log=$out/fuzz-gmem-$name.log

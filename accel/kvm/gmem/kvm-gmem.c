@@ -48,7 +48,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
-#include "qemu/bitops.h"
+#include "qemu/bitmap.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "qemu/lockable.h"
@@ -92,6 +92,13 @@ typedef struct KvmGmemPiece {
     uint64_t offset;            /* in rb */
     uint64_t size;
 } KvmGmemPiece;
+
+/* Who converts, which decides two steps. */
+typedef enum KvmGmemConvertMode {
+    GMEM_CONVERT_REQUEST,       /* guest or operator: all the rules */
+    GMEM_CONVERT_LAUNCH,        /* keeps the shared copy: the source */
+    GMEM_CONVERT_RESET,         /* a stale copy it cannot free waits */
+} KvmGmemConvertMode;
 
 /* A maximal run of pages of one piece that are not in the target state. */
 typedef struct KvmGmemRun {
@@ -223,7 +230,8 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 }
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
-                                         bool to_private, bool keep_stale);
+                                         bool to_private,
+                                         KvmGmemConvertMode mode);
 static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size);
 static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
@@ -256,6 +264,8 @@ static void gmem_reset(void *opaque)
 {
     g_autoptr(GArray) mapped = g_array_new(false, false,
                                            sizeof(KvmGmemSlot));
+    g_autoptr(GArray) stuck = g_array_new(false, false, sizeof(KvmGmemSlot));
+    const uint64_t bs = qemu_real_host_page_size();
     KvmGmemBlock *b;
 
     if (!gmem.initially_shared) {
@@ -270,22 +280,47 @@ static void gmem_reset(void *opaque)
     QEMU_LOCK_GUARD(&gmem.lock);
     for (guint i = 0; i < mapped->len; i++) {
         KvmGmemSlot *m = &g_array_index(mapped, KvmGmemSlot, i);
-        KvmGmemReject r = gmem_convert_locked(m->gpa, m->size, false, false);
+        KvmGmemReject r = gmem_convert_locked(m->gpa, m->size, false,
+                                              GMEM_CONVERT_RESET);
 
         trace_kvm_gmem_reset(m->gpa, m->size, kvm_gmem_reject_name(r));
+        if (r) {
+            error_report("guest_memfd: reset cannot make 0x%" PRIx64 " +0x%"
+                         PRIx64 " shared: %s", m->gpa, m->size,
+                         kvm_gmem_reject_name(r));
+            g_array_append_val(stuck, *m);
+        }
     }
     /*
      * Every block, mapped or not, starts the next boot shared, and
      * whatever the discard policy without this boot's private data: the
      * next boot may make a range private again and must find zeros (a
      * discard that fails stays pending, and is retried before then).
+     * Where KVM refused to make a mapped range shared, the record keeps
+     * what KVM kept; its private pages are freed all the same.
      */
     QLIST_FOREACH(b, &gmem.blocks, next) {
+        RamBlockAttributes *attr = b->rb->attributes;
         uint64_t size = gmem_block_bytes(b->rb);
+        g_autofree unsigned long *kept = NULL;
 
         gmem_flush_overlapping(b->rb, 0, size);
         gmem_discard(b->rb, 0, size, true, true);
-        ram_block_attributes_state_change(b->rb->attributes, 0, size, false);
+        if (stuck->len) {
+            kept = bitmap_new(attr->bitmap_size);
+            bitmap_copy(kept, attr->bitmap, attr->bitmap_size);
+        }
+        ram_block_attributes_state_change(attr, 0, size, false);
+        for (guint i = 0; i < stuck->len; i++) {
+            KvmGmemSlot *m = &g_array_index(stuck, KvmGmemSlot, i);
+
+            for (uint64_t o = m->offset; m->rb == b->rb &&
+                 o < m->offset + m->size; o += bs) {
+                if (!test_bit(o / bs, kept)) {
+                    ram_block_attributes_state_change(attr, o, bs, true);
+                }
+            }
+        }
     }
 }
 
@@ -625,7 +660,7 @@ static GArray *gmem_collect_runs(GArray *pieces, bool to_private)
  * only once every run has changed, so that undoing loses no data.
  */
 static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
-                                         bool keep_stale)
+                                         KvmGmemConvertMode mode)
 {
     g_autoptr(GArray) runs = gmem_collect_runs(pieces, to_private);
     KvmGmemReject r = KVM_GMEM_OK;
@@ -635,7 +670,8 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
 
-        if (!gmem_flush_overlapping(p->rb, run->offset, run->size)) {
+        if (!gmem_flush_overlapping(p->rb, run->offset, run->size) &&
+            mode != GMEM_CONVERT_RESET) {
             return KVM_GMEM_REJECT_DISCARD;     /* nothing changed yet */
         }
     }
@@ -664,7 +700,7 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
         if (!run->done) {
             continue;
         }
-        if (!keep_stale) {
+        if (mode != GMEM_CONVERT_LAUNCH) {
             /* The stale side: the shared copy, or the guest_memfd's. */
             gmem_discard(p->rb, run->offset, run->size, !to_private, false);
         }
@@ -791,7 +827,8 @@ void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
 }
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
-                                         bool to_private, bool keep_stale)
+                                         bool to_private,
+                                         KvmGmemConvertMode mode)
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,
                                            sizeof(KvmGmemPiece));
@@ -804,7 +841,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
     if (!r) {
         r = gmem_fence(pieces, to_private);
         if (!r) {
-            r = gmem_convert_pieces(pieces, to_private, keep_stale);
+            r = gmem_convert_pieces(pieces, to_private, mode);
             gmem_unfence();
         }
     }
@@ -830,7 +867,7 @@ KvmGmemReject kvm_gmem_convert_request(uint64_t gpa, uint64_t size,
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
         int64_t t0 = get_clock();
 
-        r = gmem_convert_locked(gpa, size, to_private, false);
+        r = gmem_convert_locked(gpa, size, to_private, GMEM_CONVERT_REQUEST);
         gmem_account_locked(r, get_clock() - t0);
     }
     trace_kvm_gmem_convert(source, gpa, size,
@@ -845,7 +882,8 @@ int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
     KvmGmemReject r;
 
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
-        r = gmem_convert_locked(gpa, size, true, keep_shared);
+        r = gmem_convert_locked(gpa, size, true, keep_shared ?
+                                GMEM_CONVERT_LAUNCH : GMEM_CONVERT_REQUEST);
     }
     trace_kvm_gmem_convert("launch", gpa, size, "private",
                            kvm_gmem_reject_name(r));
