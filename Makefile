@@ -7,9 +7,12 @@
 #   make check-rig  only the nested rig tier
 #   make bench   conversion rates in the nested rig, side by side
 #   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60)
+#   make check-libvirt  the example domains under a real libvirtd
 #   make check-upstream  QEMU's unit and qtest-x86_64 suites on our build
 #                and on pristine 10.2.2, side by side
 #   make build   just build qemu-system-x86_64 (and the test guest)
+#   make install / make uninstall   PREFIX (/usr/local) and DESTDIR, as
+#                upstream QEMU's
 
 CACHE ?= $(or $(QEMU_GMEM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qemu-gmem)
 export QEMU_GMEM_CACHE := $(CACHE)
@@ -43,12 +46,23 @@ bench: build
 fuzz: build
 	@build-aux/fuzz.sh
 
+install: build
+	@build-aux/install.sh install
+
+uninstall:
+	@build-aux/install.sh uninstall
+
 # Upstream's own suites, ours beside pristine 10.2.2 (SUITES= to choose).
 check-upstream: build
 	@build-aux/check-upstream.sh
+
+# A real libvirtd (Debian's 11.3) starts our installed QEMU.
+check-libvirt: build
+	@tests/libvirt/check_libvirt.py
 
 # Only the nested-rig tier (real KVM_X86_SW_PROTECTED_VM under TCG).
 check-rig: build
 	@build-aux/check.sh gmem_rig
 
-.PHONY: all deps build run check check-rig check-upstream bench fuzz
+.PHONY: all deps build run check check-rig check-upstream check-libvirt bench fuzz \
+	install uninstall

@@ -132,7 +132,7 @@ for n in names:
     if o != p or o not in good:
         note = ('regression' if n in regressions else
                 'fails on both: environment' if o not in good else
-                'ours better')
+                'ours only')
         print('%-44s %-10s %-10s %s' % (n, o, p, note))
 for side, res in (('ours', ours), ('pristine', pristine)):
     print('check-upstream: %s: %d of %d passed, %d skipped' % (

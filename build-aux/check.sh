@@ -64,9 +64,17 @@ rm -f "$upstream_tap"
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/check-upstream.sh" --bounded "$upstream_tap" || true
 fi
+# And the libvirt tier (make check-libvirt).
+libvirt_tap=$cache/libvirt-check.tap
+rm -f "$libvirt_tap"
+if [ "$filter" = gmem ]; then
+    echo "check: libvirt tier"
+    "$repo/tests/libvirt/check_libvirt.py" > "$libvirt_tap" 2>&1 || true
+    grep -v '^ok' "$libvirt_tap" || :
+fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
-        "$fuzz_tap" "$upstream_tap" || status=1
+        "$fuzz_tap" "$upstream_tap" "$libvirt_tap" || status=1
 else
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" ||
         status=1

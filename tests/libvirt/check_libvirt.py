@@ -1,0 +1,243 @@
+#!/usr/bin/python3
+#
+# make check-libvirt: a real libvirtd (Debian's 11.3) starts our QEMU,
+# installed with make install into a temporary prefix, for each example
+# domain of docs/system/libvirt/; the test guest runs, QMP through virsh
+# answers, the RAM is what the domain asked for, and nothing is left
+# behind. TAP on stdout. Run as root; apt installs libvirt if missing.
+#
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+CACHE = os.environ.get('QEMU_GMEM_CACHE') or os.path.join(
+    os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
+    'qemu-gmem')
+GUEST = os.path.join(CACHE, 'guest', 'gmem-guest.elf')
+DOMAINS = os.path.join(REPO, 'docs', 'system', 'libvirt')
+RAM = 128 << 20
+
+results = []
+
+
+def tap(ok, name, why=''):
+    results.append(ok)
+    print('%s %d %s' % ('ok' if ok else 'not ok', len(results), name))
+    for line in why.splitlines() if not ok else []:
+        print('# ' + line)
+    sys.stdout.flush()
+
+
+def run(*cmd, check=True, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and p.returncode:
+        raise RuntimeError('%s: exit %d: %s' % (' '.join(cmd), p.returncode,
+                                                (p.stderr or p.stdout).strip()))
+    return p.stdout
+
+
+def virsh(*args, check=True):
+    return run('virsh', '-c', 'qemu:///system', *args, check=check)
+
+
+def ensure_libvirt():
+    if shutil.which('libvirtd') and shutil.which('virsh'):
+        return
+    print('# installing Debian libvirt (bookworm-backports)', flush=True)
+    run(os.path.join(REPO, 'build-aux', 'apt-setup.sh'))
+    run('apt-get', 'install', '-y', '-qq', '--no-install-recommends',
+        '-t', 'bookworm-backports', 'libvirt-daemon-system',
+        'libvirt-clients', 'libvirt-daemon-driver-qemu',
+        env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'))
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def pid_of(path):
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+        return pid if pid and alive(pid) else 0
+    except (OSError, ValueError):
+        return 0
+
+
+class Daemons:
+    """virtlogd and libvirtd, started here (no systemd) unless running."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self):
+        for name, pidfile in (('virtlogd', '/run/virtlogd.pid'),
+                              ('libvirtd', '/run/libvirtd.pid')):
+            if pid_of(pidfile):
+                print('# %s already runs; using it' % name, flush=True)
+                continue
+            run(name, '-d')
+            for _ in range(100):
+                pid = pid_of(pidfile)
+                if pid:
+                    self.started.append((name, pid))
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError('%s did not start' % name)
+        for _ in range(100):
+            if not subprocess.run(['virsh', '-c', 'qemu:///system', 'version'],
+                                  capture_output=True).returncode:
+                return
+            time.sleep(0.1)
+        raise RuntimeError('libvirtd does not answer')
+
+    def stop(self):
+        for name, pid in reversed(self.started):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(path, text, pid_path, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(path, errors='replace') as f:
+                data = f.read()
+            if text in data:
+                return data
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError('no "%s" in the guest output in %d s:\n%s' % (
+        text, seconds, open(path).read() if os.path.exists(path) else ''))
+
+
+def guest_memfd_mappings(pid):
+    """Sizes of the process's mappings of a guest_memfd."""
+    sizes = []
+    with open('/proc/%d/maps' % pid) as f:
+        for line in f:
+            if line.rstrip().endswith('anon_inode:[kvm-gmem]'):
+                lo, hi = line.split()[0].split('-')
+                sizes.append(int(hi, 16) - int(lo, 16))
+    return sizes
+
+
+def check_domain(xml_name, work, prefix, in_place):
+    name = xml_name[:-4]
+    log = os.path.join(work, name + '.debugcon')
+    with open(os.path.join(DOMAINS, xml_name)) as f:
+        xml = (f.read().replace('@PREFIX@', prefix)
+               .replace('@GUEST@', os.path.join(work, 'gmem-guest.elf'))
+               .replace('@LOG@', log))
+    path = os.path.join(work, xml_name)
+    with open(path, 'w') as f:
+        f.write(xml)
+    virsh('define', path)
+    try:
+        virsh('start', name)
+        pid = pid_of('/run/libvirt/qemu/%s.pid' % name)
+        if not pid:
+            raise RuntimeError('no QEMU pid for %s' % name)
+        # The guest writes and checks a pattern over its RAM, then waits.
+        wait_for(log, 'gmem-checkpoint: ram_pattern:', None)
+        user = run('ps', '-o', 'user=', '-p', str(pid)).strip()
+        reply = json.loads(virsh('qemu-monitor-command', name,
+                                 '{"execute":"query-guest-memfd"}'))
+        maps = guest_memfd_mappings(pid)
+        virsh('inject-nmi', name)
+        out = wait_for(log, 'gmem-checkpoint: hold:', None)
+        if 'gmem-test: ram_pattern: PASS' not in out:
+            raise RuntimeError('the guest RAM test did not pass:\n' + out)
+        if user != 'libvirt-qemu':
+            raise RuntimeError('QEMU runs as %s, not libvirt-qemu' % user)
+        if 'return' not in reply:
+            raise RuntimeError('query-guest-memfd: %s' % reply)
+        want = [RAM] if in_place else []
+        if maps != want:
+            raise RuntimeError('guest_memfd mappings %s, expected %s'
+                               % (maps, want))
+        virsh('destroy', name)
+        for _ in range(50):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError('QEMU pid %d outlived destroy' % pid)
+    finally:
+        virsh('destroy', name, check=False)
+        virsh('undefine', name, check=False)
+    left = [f for f in os.listdir('/run/libvirt/qemu') if f.startswith(name)]
+    if left:
+        raise RuntimeError('left in /run/libvirt/qemu: %s' % left)
+    return 'QEMU as %s, guest_memfd mappings %s' % (user, maps)
+
+
+def main():
+    if os.geteuid():
+        print('1..0 # SKIP make check-libvirt runs as root')
+        return 0
+    ensure_libvirt()
+    # Under /var/tmp, not root's home or a private /tmp: libvirt-qemu must
+    # reach the prefix, the guest kernel and the log directory.
+    work = tempfile.mkdtemp(prefix='qemu-gmem-libvirt.', dir='/var/tmp')
+    os.chmod(work, 0o755)
+    prefix = os.path.join(work, 'prefix')
+    daemons = Daemons()
+    try:
+        env = dict(os.environ, PREFIX=prefix)
+        env.pop('DESTDIR', None)
+        run(os.path.join(REPO, 'build-aux', 'install.sh'), 'install', env=env)
+        tap(os.access(os.path.join(prefix, 'bin', 'qemu-system-x86_64'),
+                      os.X_OK), 'make install into %s' % prefix)
+        shutil.copy(GUEST, os.path.join(work, 'gmem-guest.elf'))
+        os.chmod(os.path.join(work, 'gmem-guest.elf'), 0o644)
+        # QEMU, as libvirt-qemu, writes the guest's output here.
+        shutil.chown(work, 'libvirt-qemu')
+        daemons.start()
+        version = [line.split(':', 1)[1].strip()
+                   for line in virsh('version', '--daemon').splitlines()
+                   if 'daemon' in line.lower()]
+        tap(bool(version), 'libvirtd answers (%s)' % ', '.join(version))
+        for xml_name, in_place in (('gmem-plain.xml', False),
+                                   ('gmem-in-place.xml', True)):
+            try:
+                tap(True, 'domain %s: %s' % (
+                    xml_name, check_domain(xml_name, work, prefix, in_place)))
+            except Exception as e:
+                tap(False, 'domain %s' % xml_name, str(e))
+        run(os.path.join(REPO, 'build-aux', 'install.sh'), 'uninstall',
+            env=env)
+        left = [os.path.join(d, f) for d, _, fs in os.walk(prefix)
+                for f in fs]
+        tap(not left, 'make uninstall leaves no file', ' '.join(left[:5]))
+    except Exception as e:
+        tap(False, 'libvirt tier set-up', str(e))
+    finally:
+        daemons.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print('1..%d' % len(results))
+    return 0 if all(results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
