@@ -8,6 +8,7 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import base64
 import json
 import os
 import struct
@@ -245,6 +246,68 @@ class LaunchMeasurement(QemuSystemTest):
                           (0x800000, 0x6000, False)])
 
     # Bad inputs: each a clear error, exit status 1, never an abort.
+
+    def libvirt_sev_snp(self, firmware):
+        """
+        The command line Debian's libvirt 11.3 generates for
+        <launchSecurity type='sev-snp' authorKey='yes' vcek='no'> (its
+        tests/qemuxmlconfdata/launch-security-sev-snp.x86_64-latest.args,
+        devices and sockets left out), with measure-only added and
+        -accel kvm left out: the dry run. Returns (exit code, stdout,
+        stderr).
+        """
+        b64 = lambda data: base64.b64encode(data).decode()
+        snp = {'qom-type': 'sev-snp-guest', 'id': 'lsec0', 'cbitpos': 47,
+               'reduced-phys-bits': 1, 'policy': 196608,
+               'guest-visible-workarounds': b64(b'libvirtlibvirtli'),
+               'id-block': b64((b'libvirt' * 14)[:96]),
+               'id-auth': b64((b'libvirt' * 600)[:4096]),
+               'host-data': b64((b'libvirt' * 5)[:32]),
+               'author-key-enabled': True, 'vcek-disabled': True,
+               'measure-only': True}
+        machine = ('pc-q35-8.2,usb=off,dump-guest-core=off,'
+                   'memory-backend=pc.ram,confidential-guest-support=lsec0,'
+                   'acpi=on')
+        cmd = [self.qemu_bin, *firmware(os.path.join(self.fw_dir, SNP_FW)),
+               '-machine', machine, '-cpu', 'qemu64', '-m', 'size=219136k',
+               '-object', '{"qom-type":"memory-backend-ram","id":"pc.ram",'
+               '"size":224395264}', '-overcommit', 'mem-lock=off',
+               '-smp', '1,sockets=1,cores=1,threads=1', '-display', 'none',
+               '-no-user-config', '-nodefaults', '-object', json.dumps(snp)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                           check=False)
+        return p.returncode, p.stdout, p.stderr
+
+    def test_libvirt_sev_snp_rom(self):
+        # <loader type='rom'>: libvirt passes -bios, and the dry run
+        # measures libvirt's own command line.
+        code, out, err = self.libvirt_sev_snp(lambda fw: ['-bios', fw])
+        self.assertEqual(code, 0, err)
+        result = json.loads(out)
+        self.assertEqual(result['type'], 'sev-snp')
+        self.assertEqual(len(result['measurement']), 96)
+        self.assertEqual(result['operations'][0]['gpa'], 0xffc00000)
+        self.assertEqual(result['operations'][-1]['command'],
+                         'snp-launch-finish')
+
+    def test_libvirt_sev_snp_pflash_refused(self):
+        # <loader stateless='yes'>: libvirt maps the firmware as pflash,
+        # which is not guest_memfd RAM; SNP_LAUNCH_UPDATE could not take it
+        # (nor can an SNP VM have KVM's read-only memslots), and the plan
+        # says so before anything runs.
+        def pflash(fw):
+            return ['-blockdev', json.dumps({
+                        'driver': 'file', 'filename': fw,
+                        'node-name': 'libvirt-pflash0-storage',
+                        'auto-read-only': True, 'discard': 'unmap'}),
+                    '-blockdev', '{"node-name":"libvirt-pflash0-format",'
+                    '"read-only":true,"driver":"raw",'
+                    '"file":"libvirt-pflash0-storage"}',
+                    '-machine', 'pflash0=libvirt-pflash0-format']
+        code, out, err = self.libvirt_sev_snp(pflash)
+        self.assertEqual(code, 1, err)
+        self.assertIn('launch operation 0, snp-launch-update at 0xffc00000 '
+                      '+0x400000 (normal): not all of it is guest RAM', err)
 
     def test_snp_firmware_without_metadata(self):
         self.assert_refused(
