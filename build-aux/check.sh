@@ -38,7 +38,12 @@ if echo "$tests" | grep -q gmem_rig; then
     esac
 fi
 if echo "$tests" | grep -q gmem_rig && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
-    if ! "$repo/tests/rig/setup.sh" -q > "$cache/rig-setup.log" 2>&1; then
+    [ -s "$cache/rig/stamp" ] ||
+        echo "check: setting up the nested rig (first time: 1-2 min, log: $cache/rig-setup.log)"
+    # Its step lines, with their times, on the terminal; the rest in the log.
+    { "$repo/tests/rig/setup.sh"; echo $? > "$cache/rig-setup.status"; } 2>&1 |
+        tee "$cache/rig-setup.log" | grep --line-buffered '^rig: ' | grep -v 'up to date' || :
+    if [ "$(cat "$cache/rig-setup.status")" != 0 ]; then
         tail -n 5 "$cache/rig-setup.log" >&2
         QEMU_GMEM_RIG_UNAVAILABLE="tests/rig/setup.sh failed, see $cache/rig-setup.log"
         export QEMU_GMEM_RIG_UNAVAILABLE

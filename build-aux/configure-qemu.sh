@@ -28,6 +28,7 @@ if [ ! -f "$bld/build.ninja" ] || [ "$(cat "$bld/.fork-config" 2>/dev/null)" != 
     rm -rf "$bld"
     mkdir -p "$bld"
     log=$bld.configure.log
+    echo "configure: $(basename "$bld") (about a minute; log: $log)"
     # shellcheck disable=SC2086
     (cd "$bld" && "$src/configure" "$cc_opt" "$cxx_opt" $config) > "$log" 2>&1 || {
         tail -n 30 "$log" >&2

@@ -21,7 +21,10 @@ verify() { # file sha256
 
 if [ ! -s "$dl/$orig" ] || [ ! -s "$dl/$debian" ]; then
     "$here/apt-setup.sh"
+    t0=$(date +%s)
+    echo "fetch-upstream: downloading Debian's $package $version source" >&2
     (cd "$dl" && apt-get source --download-only -qq "$package=$version" >&2)
+    echo "fetch-upstream: downloaded ($(($(date +%s) - t0)) s)" >&2
 fi
 verify "$orig" "$orig_sha256"
 verify "$debian" "$debian_sha256"

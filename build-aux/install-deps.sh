@@ -6,8 +6,12 @@ here=$(dirname "$0")
 "$here/apt-setup.sh"
 
 export DEBIAN_FRONTEND=noninteractive
+# One line per apt step, with its time: a first run takes minutes.
 apt_install() {
+    t0=$(date +%s)
     apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    echo "deps: apt: $(echo "$@" | sed 's/^-t [^ ]* //' | cut -c1-60)... " \
+         "($(($(date +%s) - t0)) s)"
 }
 
 # QEMU build: toolchain, meson >= 1.5 (bookworm-backports), pycotap for the

@@ -33,6 +33,22 @@ from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog,  # noqa: E402
 MEM_MIB = int(os.environ.get('DEMO_MEM_MIB', '512'))
 
 
+def verdict(ok, status, results, extra=''):
+    """The last line: what the guest said, not isa-debug-exit's code."""
+    passed = sum(r == 'PASS' for r, _ in results.values())
+    failed = [n for n, (r, _) in results.items() if r != 'PASS']
+    if status is None:
+        exited = 'QEMU did not exit'
+    elif status == EXIT_PASSED:
+        exited = 'the guest exited reporting success'
+    else:
+        exited = 'QEMU exit status %s' % status
+    said = '%d guest tests passed%s' % (
+        passed, ', failed: ' + ', '.join(failed) if failed else '')
+    print('result: %s (%s; %s%s)' % ('PASS' if ok else 'FAIL', said, exited,
+                                     extra))
+
+
 def rig_part():
     """Runs inside the rig (tests/rig/run.sh)."""
     qemu = os.path.join(cache, 'build', 'qemu-system-x86_64')
@@ -85,8 +101,8 @@ def rig_part():
     ok = (status == EXIT_PASSED and results and
           all(r == 'PASS' for r, _ in results.values()) and
           not any(s[3] for s in seen))
-    print('result: %s (QEMU exit status %s)' % ('PASS' if ok else 'FAIL',
-                                                 status))
+    verdict(ok, status, results, '; %d words of the secret seen by QEMU'
+            % sum(s[3] for s in seen))
     return 0 if ok else 1
 
 
@@ -105,9 +121,17 @@ def run_in_rig():
           'TCG); our QEMU runs inside it')
     sys.stdout.flush()
     env = dict(os.environ, QEMU_BUILD_ROOT='/tmp/gmem-run-build')
+    # L1 sees the host's files, but has a /tmp of its own: the script runs
+    # from a copy in the cache, so that a clone under /tmp works too.
+    if os.path.realpath(cache).startswith('/tmp/'):
+        print('skipped: the cache %s is under /tmp, which the rig\'s L1 '
+              'replaces with its own; set QEMU_GMEM_CACHE elsewhere' % cache)
+        return 0
+    script = os.path.join(cache, 'run-demo.py')
+    with open(os.path.abspath(__file__)) as src, open(script, 'w') as dst:
+        dst.write(src.read())
     return subprocess.run([os.path.join(rig, 'run.sh'), '/usr/bin/python3',
-                           os.path.abspath(__file__), '--rig-part'],
-                          env=env).returncode
+                           script, '--rig-part'], env=env).returncode
 
 
 def main():
@@ -182,8 +206,8 @@ def host_part():
     print()
     ok = (status == EXIT_PASSED and bad == 0 and results and
           all(r == 'PASS' for r, _ in results.values()))
-    print('result: %s (QEMU exit status %s)' % ('PASS' if ok else 'FAIL',
-                                                 status))
+    verdict(ok, status, results, '; %d words mismatched in QEMU\'s view'
+            % bad)
     return 0 if ok else 1
 
 

@@ -179,3 +179,232 @@ GUEST_TEST_EXPLICIT(convert_race, "cpus= vCPUs convert one overlapping "
     test_info("cpus=%d requests=%lu base=0x%lx", n, ok + 1, base);
     return TEST_PASS;
 }
+
+/*
+ * convert_storm: every CPU sends random KVM_HC_MAP_GPA_RANGE requests,
+ * good and bad, and knows the answer each must get. Good ones convert
+ * pages of the CPU's own window, whose data it checks after every
+ * request (zeros on a page that changed state, its last word otherwise).
+ * Bad ones aim anywhere a guest can: past RAM, MMIO, ROM, ranges that
+ * wrap past 2^64 or whose size does, reserved bits, hints that do not
+ * fit; those to private must change nothing. The host sends its own
+ * random requests over QMP meanwhile, to a window of its own.
+ */
+#define STORM_WIN_PAGES     1024            /* 4 MiB per CPU */
+
+static struct {
+    uint64_t ram_end;               /* above it, nothing is RAM (< 4 GiB) */
+    uint64_t base;                  /* CPU windows, then the host's */
+} storm_map;
+
+static struct {
+    uint64_t requests, converted, refused, unexpected, data_errors;
+    long first_ret, first_want;
+    uint64_t first_gpa, first_npages, first_attrs;
+    uint8_t is_private[STORM_WIN_PAGES];
+    uint64_t last[STORM_WIN_PAGES];
+} storm_cpu[MAX_CPUS];
+
+#define ANSWER_ANY_OF_0_22  1000        /* "0 or EINVAL", either is right */
+
+static void storm_check(int cpu, long ret, long want, uint64_t gpa,
+                        uint64_t npages, uint64_t attrs)
+{
+    bool ok = want == ANSWER_ANY_OF_0_22 ? (ret == 0 || ret == 22)
+                                         : ret == want;
+
+    storm_cpu[cpu].requests++;
+    storm_cpu[cpu].refused += ret != 0;
+    if (!ok && !storm_cpu[cpu].unexpected++) {
+        storm_cpu[cpu].first_ret = ret;
+        storm_cpu[cpu].first_want = want;
+        storm_cpu[cpu].first_gpa = gpa;
+        storm_cpu[cpu].first_npages = npages;
+        storm_cpu[cpu].first_attrs = attrs;
+    }
+}
+
+/* A request to the CPU's own window, with the answer it must get. */
+static void storm_own(int cpu, uint64_t *rng)
+{
+    uint64_t win = storm_map.base + (uint64_t)cpu * STORM_WIN_PAGES * 4096;
+    uint64_t r = xorshift64(rng), first, n, attrs, gpa;
+    bool to_private = r & 1, big = (r >> 1) % 8 == 0;
+    long want = 0, ret;
+
+    if (big) {      /* a whole aligned 2 MiB page, hinted or not */
+        first = ((r >> 4) % (STORM_WIN_PAGES / 512)) * 512;
+        n = 512;
+    } else {
+        n = 1 + (r >> 4) % 32;
+        first = (r >> 12) % (STORM_WIN_PAGES - n + 1);
+    }
+    gpa = win + first * 4096;
+    attrs = to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+    switch ((r >> 32) % 16) {
+    case 0:         /* a reserved hint value */
+        attrs |= 3 + (r >> 40) % 13;
+        want = 22;
+        break;
+    case 1:         /* reserved attribute bits */
+        attrs |= (1ULL << (5 + (r >> 40) % 59));
+        want = 22;
+        break;
+    case 2:         /* a 2 MiB hint */
+        attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+        want = big ? 0 : 22;
+        break;
+    case 3:         /* a 1 GiB hint never fits a window */
+        attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_1G;
+        want = 22;
+        break;
+    default:
+        break;
+    }
+    ret = map_gpa_range(gpa, n, attrs);
+    storm_check(cpu, ret, want, gpa, n, attrs);
+    for (uint64_t p = first; p < first + n; p++) {
+        uint64_t a = win + p * 4096, expect = storm_cpu[cpu].last[p];
+
+        if (!ret && storm_cpu[cpu].is_private[p] != to_private) {
+            storm_cpu[cpu].is_private[p] = to_private;
+            storm_cpu[cpu].converted++;
+            expect = 0;
+        }
+        storm_cpu[cpu].data_errors += read_word(a) != expect;
+        storm_cpu[cpu].last[p] = cpu_word(a, cpu, storm_cpu[cpu].requests);
+        write_word(a, storm_cpu[cpu].last[p]);
+    }
+}
+
+/* A request no guest should make; to private, it must change nothing. */
+static void storm_bad(int cpu, uint64_t *rng)
+{
+    /* Above the end of RAM: IOAPIC, HPET, LAPIC, MMCONFIG, BIOS ROM. */
+    static const uint64_t mmio[] = {
+        0xfec00000, 0xfed00000, 0xfee00000, 0xb0000000, 0xfffc0000,
+    };
+    uint64_t r = xorshift64(rng), gpa, n, attrs;
+    bool to_private = r & 1;
+    long want;
+
+    attrs = to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+    n = 1 + (r >> 8) % 1024;
+    switch ((r >> 1) % 6) {
+    case 0:         /* past RAM */
+        gpa = ALIGN_UP(storm_map.ram_end, 4096) +
+              ((r >> 20) % (1ULL << 34)) * 4096;
+        want = to_private ? 22 : ANSWER_ANY_OF_0_22;
+        break;
+    case 1:         /* MMIO, ROM */
+        gpa = mmio[(r >> 20) % (sizeof(mmio) / sizeof(mmio[0]))];
+        want = to_private ? 22 : ANSWER_ANY_OF_0_22;
+        break;
+    case 2:         /* gfn + npages wraps: KVM refuses it itself */
+        gpa = ((r >> 20) % (1ULL << 40)) * 4096;
+        n = UINT64_MAX - (r >> 24) % 1024;
+        /* Unless it does not quite wrap: then the size overflows. */
+        want = (gpa >> 12) + n <= (gpa >> 12) ? -KVM_EINVAL : 22;
+        break;
+    case 3:         /* the size in bytes wraps, the page count does not */
+        gpa = storm_map.ram_end + ((r >> 20) % 1024) * 4096;
+        n = (UINT64_MAX >> 12) + 1 + (r >> 40) % 1024;
+        want = 22;
+        break;
+    case 4:         /* unaligned, or no pages */
+        gpa = storm_map.base + 1 + (r >> 20) % 4095;
+        n = (r >> 40) & 1 ? 0 : n;
+        want = -KVM_EINVAL;
+        break;
+    default:        /* from the window to past the end of RAM */
+        gpa = storm_map.base + (uint64_t)cpu * STORM_WIN_PAGES * 4096;
+        n = (storm_map.ram_end - gpa) / 4096 + 1 + (r >> 20) % 4096;
+        if (!to_private) {
+            /* Shared would be fine, and other CPUs' pages: no. */
+            gpa = ALIGN_UP(storm_map.ram_end, 2 * MiB);
+        }
+        want = to_private ? 22 : ANSWER_ANY_OF_0_22;
+        break;
+    }
+    if ((r >> 50) % 4 == 0) {       /* reserved bits on top */
+        attrs |= 1ULL << (5 + (r >> 52) % 59);
+        if (want != -KVM_EINVAL) {
+            want = 22;
+        }
+    }
+    storm_check(cpu, map_gpa_range(gpa, n, attrs), want, gpa, n, attrs);
+}
+
+static void storm_run(int cpu, void *arg)
+{
+    uint64_t rounds = arg_u64("rounds", 25000);
+    uint64_t rng = 0x9e3779b97f4a7c15ULL * (cpu + 1) ^ arg_u64("seed", 0);
+    uint64_t win = storm_map.base + (uint64_t)cpu * STORM_WIN_PAGES * 4096;
+
+    (void)arg;
+    for (uint64_t p = 0; p < STORM_WIN_PAGES; p++) {
+        storm_cpu[cpu].is_private[p] = 0;
+        storm_cpu[cpu].last[p] = cpu_word(win + p * 4096, cpu, 0);
+        write_word(win + p * 4096, storm_cpu[cpu].last[p]);
+    }
+    for (uint64_t i = 0; i < rounds; i++) {
+        if (xorshift64(&rng) % 4) {
+            storm_own(cpu, &rng);
+        } else {
+            storm_bad(cpu, &rng);
+        }
+    }
+}
+
+GUEST_TEST_EXPLICIT(convert_storm, "cpus= vCPUs send rounds= random "
+                    "conversion requests each, good and bad, checking every "
+                    "answer and their windows' data; the host converts its "
+                    "own window over QMP meanwhile (checkpoints=1)")
+{
+    struct ram_range r[16];
+    int ranges = test_ram_ranges(r, 16), n;
+    uint64_t requests = 0, converted = 0, refused = 0, nprivate = 0;
+    enum test_result res = smp_start_test_cpus(&n);
+
+    if (res) {
+        return res;
+    }
+    storm_map.ram_end = 0;
+    for (int i = 0; i < ranges; i++) {
+        if (r[i].end > storm_map.ram_end) {
+            storm_map.ram_end = r[i].end;
+        }
+    }
+    /* The firmware's tables sit above the free RAM, still below 4 GiB. */
+    storm_map.ram_end = ALIGN_UP(storm_map.ram_end, 2 * MiB);
+    storm_map.base = window_base((uint64_t)(n + 1) * STORM_WIN_PAGES * 4096);
+    if (!storm_map.base || storm_map.ram_end > 0xb0000000) {
+        return test_fail("no room for %d windows below the PCI hole", n + 1);
+    }
+    test_checkpoint("phase=ready host_window=0x%lx host_size=0x%x "
+                    "ram_end=0x%lx", storm_map.base + (uint64_t)n *
+                    STORM_WIN_PAGES * 4096, STORM_WIN_PAGES * 4096,
+                    storm_map.ram_end);
+    smp_run(storm_run, NULL);
+    for (int i = 0; i < n; i++) {
+        requests += storm_cpu[i].requests;
+        converted += storm_cpu[i].converted;
+        refused += storm_cpu[i].refused;
+        for (int p = 0; p < STORM_WIN_PAGES; p++) {
+            nprivate += storm_cpu[i].is_private[p];
+        }
+        if (storm_cpu[i].unexpected || storm_cpu[i].data_errors) {
+            return test_fail("cpu %d: %lu unexpected answers (first %ld, "
+                             "not %ld, to 0x%lx npages 0x%lx attrs 0x%lx), "
+                             "%lu data errors", i, storm_cpu[i].unexpected,
+                             storm_cpu[i].first_ret, storm_cpu[i].first_want,
+                             storm_cpu[i].first_gpa,
+                             storm_cpu[i].first_npages,
+                             storm_cpu[i].first_attrs,
+                             storm_cpu[i].data_errors);
+        }
+    }
+    test_info("cpus=%d requests=%lu converted_pages=%lu refused=%lu "
+              "private=%lu", n, requests, converted, refused, nprivate);
+    return TEST_PASS;
+}
