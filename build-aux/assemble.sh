@@ -11,7 +11,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
 staging=$cache/staging
 src=$cache/src
-dl=$("$repo/build-aux/fetch-upstream.sh")
+# Every run checks the downloaded source against the pin.
+"$repo/build-aux/fetch-upstream.sh" > /dev/null
 
 # Our files: everything tracked (or new) under the QEMU-shaped top dirs.
 overlay_dirs="accel backends docs hw include qapi system target tests"
@@ -27,14 +28,8 @@ stamp=$( (cat "$repo/build-aux/upstream.pin" "$repo/patches/series";
 
 if [ "$(cat "$staging/.fork-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "assemble: preparing upstream tree with patches/series"
-    rm -rf "$staging" "$staging.tmp"
-    mkdir -p "$staging.tmp"
-    tar -xJf "$dl/$orig" -C "$staging.tmp" --strip-components=1
-    tar -xJf "$dl/$debian" -C "$staging.tmp" debian/patches
-    for p in $debian_patches; do
-        patch -d "$staging.tmp" -p1 -s -F0 < "$staging.tmp/debian/patches/$p"
-    done
-    rm -rf "$staging.tmp/debian"
+    rm -rf "$staging"
+    "$repo/build-aux/unpack-upstream.sh" "$staging.tmp"
     while read -r p; do
         case "$p" in ''|'#'*) continue ;; esac
         if ! patch -d "$staging.tmp" -p1 -s -F0 -N < "$repo/patches/$p"; then

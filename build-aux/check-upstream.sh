@@ -85,15 +85,7 @@ suites=${SUITES:-unit qtest-x86_64}
 stamp=$(cat "$repo/build-aux/upstream.pin" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$pristine/src/.pristine-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "check-upstream: unpacking pristine $version"
-    dl=$("$repo/build-aux/fetch-upstream.sh")
-    rm -rf "$pristine/src"
-    mkdir -p "$pristine/src"
-    tar -xJf "$dl/$orig" -C "$pristine/src" --strip-components=1
-    tar -xJf "$dl/$debian" -C "$pristine/src" debian/patches
-    for p in $debian_patches; do
-        patch -d "$pristine/src" -p1 -s -F0 < "$pristine/src/debian/patches/$p"
-    done
-    rm -rf "$pristine/src/debian"
+    "$repo/build-aux/unpack-upstream.sh" "$pristine/src"
     echo "$stamp" > "$pristine/src/.pristine-stamp"
 fi
 "$repo/build-aux/configure-qemu.sh" "$pristine/src" "$pristine/build"

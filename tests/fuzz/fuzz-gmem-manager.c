@@ -606,11 +606,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail.populate = op & 0x10;
         }
         switch (op & 0xf) {
-        case 0 ... 3:
+        case 0 ... 8:
             request(op & 3, a, b, c);
-            break;
-        case 4 ... 8:
-            request((op & 0xf) - 4 > 3 ? 2 : (op & 0xf) - 4, a, b, c);
             break;
         case 9:
         case 10:

@@ -399,6 +399,25 @@ GUEST_TEST_EXPLICIT(bar_remap, "make ivshmem's BAR 2 private, fill it, move "
 }
 
 /*
+ * One random request of 1 to 16 pages, either way, in the window of
+ * @pages pages at @base: which pages and which way in *@first, *@n and
+ * *@to_private; returns the host's answer.
+ */
+static long convert_random_run(uint64_t base, uint64_t pages, uint64_t *rng,
+                               uint64_t *first, uint64_t *n,
+                               bool *to_private)
+{
+    uint64_t gpa;
+
+    *n = 1 + xorshift64(rng) % 16;
+    *first = xorshift64(rng) % (pages - *n + 1);
+    *to_private = xorshift64(rng) & 1;
+    gpa = base + *first * 4 * KiB;
+    return *to_private ? convert_private(gpa, *n * 4 * KiB)
+                       : convert_shared(gpa, *n * 4 * KiB);
+}
+
+/*
  * rounds= random conversions (1 to 16 pages, either way) in a 4 MiB
  * window, then the secret word in the first word of every page, written
  * in the page's current state. The host reads the window through QEMU's
@@ -422,16 +441,14 @@ GUEST_TEST_EXPLICIT(convert_sweep, "random conversions in a 4 MiB window, "
     }
     memset(is_private, 0, sizeof(is_private));
     for (uint64_t i = 0; i < rounds; i++) {
-        uint64_t n = 1 + xorshift64(&rng) % 16;
-        uint64_t first = xorshift64(&rng) % (SWEEP_PAGES - n + 1);
-        bool to_private = xorshift64(&rng) & 1;
-        uint64_t gpa = base + first * 4 * KiB;
-        long ret = to_private ? convert_private(gpa, n * 4 * KiB)
-                              : convert_shared(gpa, n * 4 * KiB);
+        uint64_t first, n;
+        bool to_private;
+        long ret = convert_random_run(base, SWEEP_PAGES, &rng, &first, &n,
+                                      &to_private);
 
         if (ret) {
             return test_fail("round %lu: 0x%lx +%lu pages returned %ld", i,
-                             gpa, n, ret);
+                             base + first * 4 * KiB, n, ret);
         }
         memset(is_private + first, to_private, n);
     }
@@ -477,16 +494,14 @@ GUEST_TEST_EXPLICIT(convert_faults, "random conversions in a 1 MiB window "
         write_word(base + p * 4096, last[p]);
     }
     for (uint64_t i = 1; i <= rounds; i++) {
-        uint64_t n = 1 + xorshift64(&rng) % 16;
-        uint64_t first = xorshift64(&rng) % (FAULT_PAGES - n + 1);
-        bool to_private = xorshift64(&rng) & 1;
-        uint64_t gpa = base + first * 4 * KiB;
-        long ret = to_private ? convert_private(gpa, n * 4 * KiB)
-                              : convert_shared(gpa, n * 4 * KiB);
+        uint64_t first, n;
+        bool to_private;
+        long ret = convert_random_run(base, FAULT_PAGES, &rng, &first, &n,
+                                      &to_private);
 
         if (ret && ret != 22 && ret != 11) {
             return test_fail("round %lu: 0x%lx +%lu pages answered %ld", i,
-                             gpa, n, ret);
+                             base + first * 4 * KiB, n, ret);
         }
         refused += ret != 0;
         for (uint64_t p = first; p < first + n; p++) {

@@ -159,6 +159,22 @@ static int blk_read_start(struct virtio_dev *dev, struct virtq *q,
     return virtq_submit(dev, q, bufs, 3);
 }
 
+/*
+ * The legacy virtio-blk device and its request queue, ready to take
+ * requests: TEST_PASS, or why not.
+ */
+static enum test_result blk_open(struct virtio_dev *dev, struct virtq *q)
+{
+    if (!virtio_probe(dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init(dev, q, 0)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(dev);
+    return TEST_PASS;
+}
+
 GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
                     "flight, ask for that page and its neighbour to go "
                     "private; once it completes, ask again (-device "
@@ -171,19 +187,17 @@ GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
     struct virtq q;
     long busy_ret, neighbour_ret, after_ret, back_ret;
     uint64_t t0, t1, t2, nonzero = 0;
+    enum test_result res;
     uint8_t status;
     int id;
 
     if (!base) {
         return test_fail("no free RAM for the test window");
     }
-    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
-        return test_skip("no legacy virtio-blk device");
+    res = blk_open(&dev, &q);
+    if (res) {
+        return res;
     }
-    if (!virtio_queue_init(&dev, &q, 0)) {
-        return test_fail("cannot set up the request queue");
-    }
-    virtio_driver_ok(&dev);
     for (uint64_t a = buf; a < buf + 4096; a += 8) {
         write_word(a, page_tag(a));
     }
@@ -240,6 +254,7 @@ GUEST_TEST_EXPLICIT(dma_private, "make a page private, fill it, then start "
     uint64_t lost = 0, nonzero = 0;
     struct virtio_dev dev;
     struct virtq q;
+    enum test_result res;
     bool completed;
     long ret;
     int id;
@@ -247,13 +262,10 @@ GUEST_TEST_EXPLICIT(dma_private, "make a page private, fill it, then start "
     if (!base) {
         return test_fail("no free RAM for the test window");
     }
-    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
-        return test_skip("no legacy virtio-blk device");
+    res = blk_open(&dev, &q);
+    if (res) {
+        return res;
     }
-    if (!virtio_queue_init(&dev, &q, 0)) {
-        return test_fail("cannot set up the request queue");
-    }
-    virtio_driver_ok(&dev);
     ret = convert_private(buf, 4096);
     if (ret) {
         return test_fail("cannot make the buffer private: %ld", ret);
@@ -401,13 +413,10 @@ GUEST_TEST_EXPLICIT(dma_storm, "cpus= vCPUs: CPU 0 keeps virtio-blk reads "
     enum test_result res;
     int n;
 
-    if (!virtio_probe(&storm_setup.dev, VIRTIO_ID_BLK)) {
-        return test_skip("no legacy virtio-blk device");
+    res = blk_open(&storm_setup.dev, &storm_setup.q);
+    if (res) {
+        return res;
     }
-    if (!virtio_queue_init(&storm_setup.dev, &storm_setup.q, 0)) {
-        return test_fail("cannot set up the request queue");
-    }
-    virtio_driver_ok(&storm_setup.dev);
     res = smp_start_test_cpus(&n);
     if (res) {
         return res;
