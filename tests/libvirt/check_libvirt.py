@@ -4,12 +4,16 @@
 # installed with make install into a temporary prefix, for each example
 # domain of docs/system/libvirt/; the test guest runs, QMP through virsh
 # answers, the RAM is what the domain asked for, and nothing is left
-# behind. TAP on stdout. Run as root; apt installs libvirt if missing.
+# behind. The sw-protected-vm domain needs KVM_X86_SW_PROTECTED_VM: it runs
+# under a libvirtd of its own inside the nested rig's L1 (this script again,
+# with --in-rig). TAP on stdout. Run as root; apt installs libvirt if
+# missing.
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -114,6 +118,7 @@ class Daemons:
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+        self.started = []
 
 
 def wait_for(path, text, pid_path, seconds=120):
@@ -142,7 +147,70 @@ def guest_memfd_mappings(pid):
     return sizes
 
 
-def check_domain(xml_name, work, prefix, in_place):
+def qmp(name, command, **arguments):
+    cmd = {'execute': command}
+    if arguments:
+        cmd['arguments'] = arguments
+    reply = json.loads(virsh('qemu-monitor-command', name, json.dumps(cmd)))
+    if 'return' not in reply:
+        raise RuntimeError('%s: %s' % (command, reply))
+    return reply['return']
+
+
+def guest_results(out):
+    return dict(re.findall(r'^gmem-test: (\w+): (\w+)', out, re.M))
+
+
+def verify_ram(in_place):
+    """At the guest's ram_pattern checkpoint: the RAM is what was asked."""
+    def verify(name, pid, log):
+        qmp(name, 'query-guest-memfd')
+        maps = guest_memfd_mappings(pid)
+        want = [RAM] if in_place else []
+        if maps != want:
+            raise RuntimeError('guest_memfd mappings %s, expected %s'
+                               % (maps, want))
+        virsh('inject-nmi', name)
+        out = wait_for(log, 'gmem-checkpoint: hold:', None)
+        if guest_results(out) != {'ram_pattern': 'PASS'}:
+            raise RuntimeError('the guest RAM test did not pass:\n' + out)
+        return 'guest_memfd mappings %s' % maps
+    return verify
+
+
+def verify_sw_protected(name, pid, log):
+    """
+    pc.ram has a private side the guest converts by hypercall (the round
+    trips) and QMP converts too, KVM's attributes underneath: the guest's
+    round-trip test checks zeros after each change, i.e. KVM really
+    switched the page between its two sides.
+    """
+    virsh('inject-nmi', name)
+    out = wait_for(log, 'gmem-checkpoint: hold:', None)
+    if guest_results(out) != {'ram_pattern': 'PASS',
+                              'convert_roundtrip_4k': 'PASS'}:
+        raise RuntimeError('the guest tests did not pass:\n' + out)
+    info = qmp(name, 'query-guest-memfd')
+    ram = [b for b in info['blocks'] if b['id'] == 'pc.ram']
+    if not ram or ram[0]['size'] != RAM or \
+       ram[0]['conversions-to-private'] < 16 or ram[0]['private']:
+        raise RuntimeError('query-guest-memfd after the round trips: %s'
+                           % info)
+    qmp(name, 'guest-memfd-convert', gpa=64 << 20, size=2 << 20,
+        private=True)
+    after = [b for b in qmp(name, 'query-guest-memfd')['blocks']
+             if b['id'] == 'pc.ram'][0]
+    qmp(name, 'guest-memfd-convert', gpa=64 << 20, size=2 << 20,
+        private=False)
+    if after['private'] != 2 << 20:
+        raise RuntimeError('2 MiB converted over QMP, private %d'
+                           % after['private'])
+    return ('guest round trips passed, %d conversions to private, QMP made '
+            '2 MiB private and shared again' %
+            (after['conversions-to-private']))
+
+
+def check_domain(xml_name, work, prefix, verify):
     name = xml_name[:-4]
     log = os.path.join(work, name + '.debugcon')
     with open(os.path.join(DOMAINS, xml_name)) as f:
@@ -158,24 +226,12 @@ def check_domain(xml_name, work, prefix, in_place):
         pid = pid_of('/run/libvirt/qemu/%s.pid' % name)
         if not pid:
             raise RuntimeError('no QEMU pid for %s' % name)
-        # The guest writes and checks a pattern over its RAM, then waits.
-        wait_for(log, 'gmem-checkpoint: ram_pattern:', None)
         user = run('ps', '-o', 'user=', '-p', str(pid)).strip()
-        reply = json.loads(virsh('qemu-monitor-command', name,
-                                 '{"execute":"query-guest-memfd"}'))
-        maps = guest_memfd_mappings(pid)
-        virsh('inject-nmi', name)
-        out = wait_for(log, 'gmem-checkpoint: hold:', None)
-        if 'gmem-test: ram_pattern: PASS' not in out:
-            raise RuntimeError('the guest RAM test did not pass:\n' + out)
         if user != 'libvirt-qemu':
             raise RuntimeError('QEMU runs as %s, not libvirt-qemu' % user)
-        if 'return' not in reply:
-            raise RuntimeError('query-guest-memfd: %s' % reply)
-        want = [RAM] if in_place else []
-        if maps != want:
-            raise RuntimeError('guest_memfd mappings %s, expected %s'
-                               % (maps, want))
+        # The guest writes and checks a pattern over its RAM, then waits.
+        wait_for(log, 'gmem-checkpoint: ram_pattern:', None)
+        what = verify(name, pid, log)
         virsh('destroy', name)
         for _ in range(50):
             if not alive(pid):
@@ -189,13 +245,86 @@ def check_domain(xml_name, work, prefix, in_place):
     left = [f for f in os.listdir('/run/libvirt/qemu') if f.startswith(name)]
     if left:
         raise RuntimeError('left in /run/libvirt/qemu: %s' % left)
-    return 'QEMU as %s, guest_memfd mappings %s' % (user, maps)
+    return 'QEMU as %s, %s' % (user, what)
+
+
+# libvirt's state, writable in L1 (the host's root is read-only there):
+# a copy of each directory on L1's tmpfs, bound over it.
+LIBVIRT_STATE = ('/etc/libvirt', '/var/lib/libvirt', '/var/cache/libvirt',
+                 '/var/log/libvirt')
+
+
+def in_rig(work):
+    """Inside L1: a libvirtd of its own runs the sw-protected-vm domain."""
+    for d in LIBVIRT_STATE:
+        copy = '/tmp/libvirt-state' + d
+        shutil.copytree(d, copy, symlinks=True)
+        run('mount', '--bind', copy, d)
+    # L1 runs this chrooted into the host's root; QEMU in the private /dev
+    # that libvirt builds by default found no /dev/kvm there.
+    with open('/etc/libvirt/qemu.conf', 'a') as f:
+        f.write('\nnamespaces = []\n')
+    # What Debian's udev rule would do; L1 has no udev.
+    shutil.chown('/dev/kvm', group='kvm')
+    os.chmod('/dev/kvm', 0o660)
+    daemons = Daemons()
+    result = {'ok': False, 'why': ''}
+    try:
+        daemons.start()
+        result['what'] = check_domain('gmem-sw-protected.xml', work,
+                                      os.path.join(work, 'prefix'),
+                                      verify_sw_protected)
+        result['ok'] = True
+    except Exception as e:
+        result['why'] = str(e)
+    finally:
+        daemons.stop()
+    print('rig-result: ' + json.dumps(result), flush=True)
+    return 0
+
+
+def rig_unavailable():
+    if os.environ.get('QEMU_GMEM_RIG_UNAVAILABLE'):
+        return os.environ['QEMU_GMEM_RIG_UNAVAILABLE']
+    if (CACHE + '/').startswith('/tmp/'):
+        return 'the cache %s is under /tmp, which L1 replaces' % CACHE
+    if subprocess.run([os.path.join(REPO, 'tests', 'rig', 'setup.sh'), '-q'],
+                      capture_output=True).returncode:
+        return 'tests/rig/setup.sh failed'
+    return None
+
+
+def check_in_rig(work):
+    """The sw-protected-vm domain, under a libvirtd inside the rig's L1."""
+    name = 'domain gmem-sw-protected.xml, in the rig'
+    why = rig_unavailable()
+    if why:
+        print('ok %d %s # SKIP %s' % (len(results) + 1, name, why))
+        results.append(True)
+        return
+    env = dict(os.environ, RIG_SCRATCH=work, RIG_TIMEOUT='900')
+    p = subprocess.run([os.path.join(REPO, 'tests', 'rig', 'run.sh'),
+                        '/usr/bin/python3', os.path.abspath(__file__),
+                        '--in-rig', work], capture_output=True, text=True,
+                       env=env)
+    found = [json.loads(line.split(' ', 1)[1])
+             for line in p.stdout.splitlines()
+             if line.startswith('rig-result: ')]
+    if not found:
+        tap(False, name, 'run.sh exit %d:\n%s%s' % (p.returncode, p.stdout,
+                                                    p.stderr))
+    elif found[0]['ok']:
+        tap(True, '%s: %s' % (name, found[0]['what']))
+    else:
+        tap(False, name, found[0]['why'])
 
 
 def main():
     if os.geteuid():
         print('1..0 # SKIP make check-libvirt runs as root')
         return 0
+    if sys.argv[1:2] == ['--in-rig']:
+        return in_rig(sys.argv[2])
     ensure_libvirt()
     # Under /var/tmp, not root's home or a private /tmp: libvirt-qemu must
     # reach the prefix, the guest kernel and the log directory.
@@ -221,10 +350,12 @@ def main():
         for xml_name, in_place in (('gmem-plain.xml', False),
                                    ('gmem-in-place.xml', True)):
             try:
-                tap(True, 'domain %s: %s' % (
-                    xml_name, check_domain(xml_name, work, prefix, in_place)))
+                tap(True, 'domain %s: %s' % (xml_name, check_domain(
+                    xml_name, work, prefix, verify_ram(in_place))))
             except Exception as e:
                 tap(False, 'domain %s' % xml_name, str(e))
+        daemons.stop()
+        check_in_rig(work)
         run(os.path.join(REPO, 'build-aux', 'install.sh'), 'uninstall',
             env=env)
         left = [os.path.join(d, f) for d, _, fs in os.walk(prefix)

@@ -13,7 +13,9 @@
 # cwd (else /), and every variable named QEMU_*, RIG_* or GMEM_*.
 # RIG_QEMU picks the L0 emulator (default: Debian's qemu-system-x86_64);
 # RIG_APPEND adds to L1's kernel command line (e.g. loglevel=7); RIG_MEM
-# and RIG_SMP size L1 (default 4G, 2).
+# and RIG_SMP size L1 (default 4G, 2). RIG_KERNEL=full boots the small
+# complete kernel of build-kernel.sh instead of Debian's (built first if
+# needed, about 20 min).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -25,6 +27,14 @@ if [ $# -eq 0 ]; then
 fi
 "$here/setup.sh" -q >&2 || { echo "run.sh: rig set-up failed" >&2; exit 125; }
 [ "$1" = --probe ] && set -- "$rig/kvm-probe"
+kernel=$rig/vmlinuz initrd=$rig/initrd.cpio.gz
+case "${RIG_KERNEL:-debian}" in
+    debian) ;;
+    full) "$here/build-kernel.sh" -q >&2 ||
+              { echo "run.sh: building the full kernel failed" >&2; exit 125; }
+          kernel=$rig/full/vmlinuz initrd=$rig/full/initrd.cpio.gz ;;
+    *) echo "run.sh: RIG_KERNEL is debian or full, not $RIG_KERNEL" >&2; exit 125 ;;
+esac
 
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/rig-ctl.XXXXXX")
 made_scratch=
@@ -73,7 +83,7 @@ set +e
 # L1's kernel console goes to a file; the command's output is ttyS1 = stdout.
 $timeout "${RIG_QEMU:-qemu-system-x86_64}" -accel tcg -cpu max -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" \
     -nodefaults -no-user-config -display none -no-reboot \
-    -kernel "$rig/vmlinuz" -initrd "$rig/initrd.cpio.gz" \
+    -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet loglevel=4 ${RIG_APPEND:-}" \
     -chardev file,id=con,path="$(opt_path "$ctl/console.log")" -serial chardev:con \
     -chardev stdio,id=out,signal=off -serial chardev:out \
