@@ -399,6 +399,80 @@ GUEST_TEST_EXPLICIT(bar_remap, "make ivshmem's BAR 2 private, fill it, move "
 }
 
 /*
+ * What a memslot change costs the rest of the guest: touch mb= MiB of free
+ * RAM, one word every stride= bytes (with private=1, its first half made
+ * private first), turn memory decoding of ivshmem's BAR 2 off and on (KVM
+ * deletes the BAR's memslot and adds it back: a slot unrelated to the
+ * window), then read the words again and check them. The host reads KVM's
+ * fault counters at the checkpoints before the toggle and after the
+ * re-touch. Needs no hypercall unless private=1.
+ */
+static uint64_t retouch_word(uint64_t gpa, uint64_t private_end)
+{
+    return gpa < private_end ? secret_word(gpa) : shared_word(gpa);
+}
+
+GUEST_TEST_EXPLICIT(slot_retouch, "touch mb= MiB, delete and re-add "
+                    "ivshmem's BAR 2 memslot, re-touch and check the MiB "
+                    "(private=1: half of them private); checkpoints around")
+{
+    int devfn = pci_find(0x1af4, 0x1110);
+    uint64_t size = arg_u64("mb", 64) * MiB;
+    uint64_t stride = arg_u64("stride", 8);
+    uint64_t base = window_base(size);
+    uint64_t half = arg_u64("private", 0) ? size / 2 : 0;
+    uint64_t good = 0;
+    uint32_t cmd;
+    long ret;
+
+    if (devfn < 0) {
+        return test_fail("no ivshmem device");
+    }
+    if (!size || !base) {
+        return test_fail("no free RAM window of %lu bytes", size);
+    }
+    if (stride < 8 || stride > 4096 || (stride & (stride - 1))) {
+        return test_fail("stride must be a power of two from 8 to 4096");
+    }
+    cmd = pci_read32(devfn, PCI_COMMAND);
+    if (!(cmd & PCI_COMMAND_MEMORY)) {
+        return test_fail("ivshmem's memory decoding is off");
+    }
+    if (half) {
+        ret = convert_private(base, half);
+        if (ret) {
+            return test_fail("to private at 0x%lx returned %ld", base, ret);
+        }
+    }
+    for (uint64_t a = base; a < base + size; a += stride) {
+        write_word(a, retouch_word(a, base + half));
+    }
+    test_checkpoint("phase=touched base=0x%lx size=0x%lx private=0x%lx",
+                    base, size, half);
+
+    pci_write32(devfn, PCI_COMMAND, cmd & ~PCI_COMMAND_MEMORY);
+    pci_write32(devfn, PCI_COMMAND, cmd);
+    for (uint64_t a = base; a < base + size; a += stride) {
+        good += read_word(a) == retouch_word(a, base + half);
+    }
+    test_checkpoint("phase=retouched");
+
+    test_info("base=0x%lx size=0x%lx private=0x%lx words=%lu good=%lu", base,
+              size, half, size / stride, good);
+    if (good != size / stride) {
+        return test_fail("%lu of %lu words changed across the memslot "
+                         "change", size / stride - good, size / stride);
+    }
+    if (half) {
+        ret = convert_shared(base, half);
+        if (ret) {
+            return test_fail("to shared at 0x%lx returned %ld", base, ret);
+        }
+    }
+    return TEST_PASS;
+}
+
+/*
  * One random request of 1 to 16 pages, either way, in the window of
  * @pages pages at @base: which pages and which way in *@first, *@n and
  * *@to_private; returns the host's answer.

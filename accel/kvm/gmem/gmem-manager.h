@@ -16,6 +16,7 @@ typedef struct KvmGmemConfig {
     GuestMemfdDiscard discard;
     bool prefault;              /* map converted ranges before the guest */
     uint32_t lease_timeout_ms;
+    KvmMemslotZap memslot_zap;  /* memslot-zap.c */
 } KvmGmemConfig;
 
 extern KvmGmemConfig kvm_gmem_config;

@@ -16,6 +16,7 @@
 #include "qemu/bitops.h"
 #include "system/kvm.h"
 #include "system/kvm-gmem.h"
+#include "system/kvm-memslot-zap.h"
 #include "system/ramblock.h"
 #include "gmem-manager.h"
 #include "gmem-runs.h"
@@ -127,6 +128,7 @@ GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
     info->rollback_failures = s.rollback_failures;
     info->leases = s.leases;
     info->lease_waits = s.lease_waits;
+    info->memslot_zap = kvm_memslot_zap_query();
     return info;
 }
 
@@ -163,6 +165,18 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                    r->overflow, r->reserved_bits, r->page_size_hint,
                    r->not_guest_memfd, r->kvm, r->leased, r->listener,
                    r->discard);
+    if (info->memslot_zap) {
+        KvmMemslotZapInfo *z = info->memslot_zap;
+
+        monitor_printf(mon, "memslot-zap: %s, a memslot change zaps %s (%s);"
+                       " KVM_X86_QUIRK_SLOT_ZAP_ALL %s\n",
+                       KvmMemslotZap_str(z->policy),
+                       z->zaps_all ? "the whole VM" : "only the slot",
+                       z->reason,
+                       z->quirk_disabled ? "disabled" :
+                       z->quirk_supported ? "in place" :
+                       "in place (the kernel cannot disable it)");
+    }
     for (l = info->blocks; l; l = l->next) {
         GuestMemfdBlockInfo *b = l->value;
 

@@ -20,6 +20,7 @@
 
 KvmGmemConfig kvm_gmem_config = {
     .lease_timeout_ms = 100,
+    .memslot_zap = KVM_MEMSLOT_ZAP_AUTO,
 };
 
 static bool gmem_may_set(Object *obj, Error **errp)
@@ -84,6 +85,18 @@ static void gmem_set_discard(Object *obj, int value, Error **errp)
     }
 }
 
+static int gmem_get_memslot_zap(Object *obj, Error **errp)
+{
+    return kvm_gmem_config.memslot_zap;
+}
+
+static void gmem_set_memslot_zap(Object *obj, int value, Error **errp)
+{
+    if (gmem_may_set(obj, errp)) {
+        kvm_gmem_config.memslot_zap = value;
+    }
+}
+
 bool kvm_gmem_legacy(void)
 {
     return kvm_gmem_config.conversion == GUEST_MEMFD_CONVERSION_LEGACY;
@@ -123,4 +136,14 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "Milliseconds a conversion to private waits for host I/O (device "
         "DMA) on the range to finish before it answers the guest EAGAIN "
         "(default 100)");
+    object_class_property_add_enum(oc, "memslot-zap", "KvmMemslotZap",
+                                   &KvmMemslotZap_lookup,
+                                   gmem_get_memslot_zap,
+                                   gmem_set_memslot_zap);
+    object_class_property_set_description(oc, "memslot-zap",
+        "What KVM invalidates when a memslot is deleted or moved: 'all' "
+        "(KVM's default: every mapping of the VM, which the guest then "
+        "re-faults), 'targeted' (only the slot's own) or 'auto' (default: "
+        "targeted unless the machine has a VFIO device). Confidential VM "
+        "types are always targeted");
 }

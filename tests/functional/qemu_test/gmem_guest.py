@@ -245,6 +245,43 @@ def count_secret_words(vm, scratch_dir, gpa, size, seed=0):
     return int(numpy.count_nonzero(data == secret))
 
 
+def ivshmem_args(size='2M'):
+    """An ivshmem-plain device: its BAR 2 is a RAM memslot of its own."""
+    return ('-object', 'memory-backend-memfd,id=shm,size=%s' % size,
+            '-device', 'ivshmem-plain,memdev=shm')
+
+
+def vcpu_faults(vm):
+    """KVM's page faults (pf_taken) summed over the vCPUs (query-stats)."""
+    total = 0
+    for vcpu in vm.cmd('query-stats', target='vcpu', providers=[
+            {'provider': 'kvm', 'names': ['pf_taken']}]):
+        for stat in vcpu['stats']:
+            total += stat['value']
+    return total
+
+
+def slot_retouch(test, log):
+    """
+    The host's side of the guest's slot_retouch: at its first checkpoint
+    read KVM's fault count and let the guest delete and re-add the ivshmem
+    slot and re-touch its window; at the second read the count again.
+    Returns (faults taken between them, seconds, the guest's info fields).
+    The guest stays at its second checkpoint.
+    """
+    line = log.wait_for('gmem-checkpoint: slot_retouch: phase=touched',
+                        test.vm, timeout=test.timeout)
+    fields = parse_fields(line.split(': ', 2)[2])
+    before = vcpu_faults(test.vm)
+    t0 = time.monotonic()
+    test.vm.cmd('inject-nmi')
+    log.wait_for('gmem-checkpoint: slot_retouch: phase=retouched', test.vm,
+                 timeout=test.timeout)
+    seconds = time.monotonic() - t0
+    faults = vcpu_faults(test.vm) - before
+    return faults, seconds, fields
+
+
 class GmemGuestTest(QemuSystemTest):
     """A functional test that boots the gmem test guest on q35."""
 

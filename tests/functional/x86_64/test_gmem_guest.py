@@ -5,6 +5,8 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import subprocess
+
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, EXIT_GUEST_ERROR, EXIT_PASSED,
                                   GmemGuestTest, check_pattern, parse_fields,
@@ -121,7 +123,8 @@ class GuestMemfdInterfaces(QemuSystemTest):
         props = {p['name']: p for p in self.vm.cmd('qom-list-properties',
                                                     typename='kvm-accel')}
         for name in ('guest-memfd-conversion', 'guest-memfd-discard',
-                     'guest-memfd-prefault', 'guest-memfd-lease-timeout'):
+                     'guest-memfd-prefault', 'guest-memfd-lease-timeout',
+                     'memslot-zap'):
             self.assertIn(name, props)
             self.assertTrue(props[name].get('description'), name)
         hmp = self.vm.cmd('human-monitor-command',
@@ -131,6 +134,60 @@ class GuestMemfdInterfaces(QemuSystemTest):
         resp = self.vm.qmp('guest-memfd-convert', gpa=0, size=4096,
                            private=True)
         self.assertIn('needs the conversion manager', resp['error']['desc'])
+
+
+class MemslotZap(QemuSystemTest):
+    """
+    -accel kvm,memslot-zap= on this box's KVM (an ordinary VM, whose
+    kernel offers KVM_X86_QUIRK_SLOT_ZAP_ALL): what each policy asks of
+    the kernel and reports. This KVM counts no page faults in pf_taken,
+    so what the policies cost is measured in the nested rig
+    (test_gmem_sw_protected.MemslotZapFaults).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.set_machine('q35')
+        self.require_accelerator('kvm')
+
+    def zap_info(self, policy):
+        self.vm.add_args('-accel', 'kvm,memslot-zap=%s' % policy,
+                         '-display', 'none', '-nodefaults')
+        self.vm.launch()
+        info = self.vm.cmd('query-guest-memfd')['memslot-zap']
+        hmp = self.vm.cmd('human-monitor-command',
+                          **{'command-line': 'info guest-memfd'})
+        self.vm.shutdown()
+        self._vms.clear()
+        return info, [line for line in hmp.splitlines()
+                      if line.startswith('memslot-zap: ')]
+
+    def test_policies(self):
+        for policy, disabled, reason in (
+                ('all', False, 'memslot-zap=all'),
+                ('targeted', True, 'memslot-zap=targeted'),
+                ('auto', True, 'auto: no VFIO device')):
+            info, hmp = self.zap_info(policy)
+            self.assertEqual(info, {
+                'policy': policy, 'quirk-supported': True,
+                'quirk-disabled': disabled, 'zaps-all': not disabled,
+                'reason': reason}, policy)
+            self.assertEqual(hmp, [
+                'memslot-zap: %s, a memslot change zaps %s (%s); '
+                'KVM_X86_QUIRK_SLOT_ZAP_ALL %s' % (
+                    policy, 'only the slot' if disabled else 'the whole VM',
+                    reason, 'disabled' if disabled else 'in place')])
+
+    def test_bad_values_refused(self):
+        for value in ('bogus', '', 'ALL', 'target'):
+            proc = subprocess.run(
+                [self.qemu_bin, '-M', 'q35', '-accel',
+                 'kvm,memslot-zap=' + value, '-nodefaults', '-display',
+                 'none', '-S'], capture_output=True, text=True, timeout=60,
+                stdin=subprocess.DEVNULL)
+            self.assertEqual(proc.returncode, 1, (value, proc.stderr))
+            self.assertIn("Parameter 'memslot-zap' does not accept value",
+                          proc.stderr)
 
 
 if __name__ == '__main__':

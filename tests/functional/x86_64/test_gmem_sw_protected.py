@@ -15,9 +15,10 @@ from unittest import skipUnless
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, KVM_X86_SW_PROTECTED_VM,
                                   GmemGuestTest, count_secret_words,
-                                  kvm_vm_types,
+                                  ivshmem_args, kvm_vm_types,
                                   parse_fields, parse_ranges, read_words,
-                                  secret_word, sw_protected_vm_args)
+                                  secret_word, slot_retouch,
+                                  sw_protected_vm_args)
 
 
 # vCPUs of the SMP conversion tests. With 4 L2 vCPUs on a 2-CPU L1, L1's
@@ -940,6 +941,77 @@ class SwProtectedVm(GmemGuestTest):
                 return None, status
             time.sleep(0.1)
         self.fail('no answer and no stop in %ds' % self.timeout)
+
+
+class MemslotZapFaults(GmemGuestTest):
+    """
+    What -accel kvm,memslot-zap= costs a guest, read from KVM's own fault
+    counter (query-stats, vCPU pf_taken) on the rig's real KVM: the guest
+    touches 256 MiB one word per 4 KiB page, an unrelated memslot (ivshmem's
+    BAR 2) is deleted and added back, and the guest reads the words again.
+    Guest RAM is a memfd (shmem: 4 KiB pages in L1, so one fault per page
+    when the mappings were zapped).
+    """
+
+    timeout = 600
+    MIB = 256
+
+    def setUp(self):
+        super().setUp()
+        if not kvm_vm_types() & (1 << KVM_X86_SW_PROTECTED_VM):
+            self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
+                          '(run in the nested rig: make check-rig)')
+        self.require_accelerator('kvm')
+
+    def retouch(self, policy, confidential):
+        log = self.launch_guest(
+            'slot_retouch checkpoints=1 stride=4096 mb=%d private=%d'
+            % (self.MIB, confidential),
+            '-accel', 'kvm,memslot-zap=' + policy, '-m', '512M',
+            '-object', 'memory-backend-memfd,id=ram0,size=512M',
+            '-machine', 'memory-backend=ram0', *ivshmem_args(),
+            *(sw_protected_vm_args() if confidential else ()))
+        faults, seconds, fields = slot_retouch(self, log)
+        zap = self.vm.cmd('query-guest-memfd')['memslot-zap']
+        private = sum(b['private'] for b in
+                      self.vm.cmd('query-guest-memfd')['blocks'])
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['slot_retouch'], ('PASS', ''))
+        info = parse_fields(log.info('slot_retouch')[0])
+        self.assertEqual(int(info['good']), self.MIB << 8)
+        self.assertEqual(private, int(fields['private'], 0))
+        self.log.info('memslot-zap=%s%s: %d faults for %d pages, %.3f s',
+                      policy, ' (sw-protected-vm)' if confidential else '',
+                      faults, self.MIB << 8, seconds)
+        self.vm.shutdown()
+        self._vms.clear()
+        return faults, zap
+
+    def test_ordinary_vm(self):
+        pages = self.MIB << 8
+        faults_all, zap = self.retouch('all', False)
+        self.assertTrue(zap['zaps-all'], zap)
+        faults_targeted, zap = self.retouch('targeted', False)
+        self.assertFalse(zap['zaps-all'], zap)
+        self.assertTrue(zap['quirk-disabled'], zap)
+        # all: every page of the window is faulted in again.
+        self.assertGreaterEqual(faults_all, pages)
+        self.assertLess(faults_all, pages * 11 // 10)
+        # targeted: the window keeps its mappings.
+        self.assertLess(faults_targeted, pages // 100)
+
+    def test_sw_protected_vm_is_always_targeted(self):
+        # KVM zaps the whole VM only for KVM_X86_DEFAULT_VM: all and
+        # targeted are the same here, with half the window private.
+        pages = self.MIB << 8
+        for policy in ('all', 'targeted'):
+            faults, zap = self.retouch(policy, True)
+            self.assertEqual((zap['zaps-all'], zap['quirk-disabled'],
+                              zap['reason']),
+                             (False, False, 'VM type 1: KVM zaps only the '
+                              'slot'), policy)
+            self.assertLess(faults, pages // 100, policy)
 
 
 # tests/guest/tests_convert.c convert_bad cases, with what the guest gets
