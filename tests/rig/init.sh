@@ -26,6 +26,16 @@ while read -r m; do
 done < /lib/modules/order
 [ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm-amd"
 
+# RIG_VFIO=1 (run.sh): QEMU's edu devices go to vfio-pci, for assignment.
+for d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] || continue
+    echo vfio-pci > "$d/driver_override" &&
+    echo "${d##*/}" > /sys/bus/pci/drivers_probe &&
+    [ -e "$d/iommu_group" ] && [ "$(basename "$(readlink "$d/driver")")" = vfio-pci ] ||
+        fail "cannot bind edu ${d##*/} to vfio-pci"
+    say "edu ${d##*/} bound to vfio-pci, IOMMU group $(basename "$(readlink "$d/iommu_group")")"
+done
+
 p9='trans=virtio,version=9p2000.L,msize=262144'
 mkdir -p /ctl /host
 mount -t 9p -o "$p9" rigctl /ctl || fail "cannot mount the control share"

@@ -15,7 +15,8 @@
 # RIG_APPEND adds to L1's kernel command line (e.g. loglevel=7); RIG_MEM
 # and RIG_SMP size L1 (default 4G, 2). RIG_KERNEL=full boots the small
 # complete kernel of build-kernel.sh instead of Debian's (built first if
-# needed, about 20 min).
+# needed, about 20 min). RIG_VFIO=1 gives L1 an emulated Intel IOMMU and
+# QEMU's edu device (a DMA engine), bound to vfio-pci for assignment.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -35,6 +36,13 @@ case "${RIG_KERNEL:-debian}" in
           kernel=$rig/full/vmlinuz initrd=$rig/full/initrd.cpio.gz ;;
     *) echo "run.sh: RIG_KERNEL is debian or full, not $RIG_KERNEL" >&2; exit 125 ;;
 esac
+machine=pc vfio_args= vfio_append=
+if [ -n "${RIG_VFIO:-}" ]; then
+    # The IOMMU first: it must exist before the devices behind it.
+    machine=q35
+    vfio_args="-device intel-iommu,intremap=on -device edu"
+    vfio_append="intel_iommu=on iommu=pt"
+fi
 
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/rig-ctl.XXXXXX")
 made_scratch=
@@ -81,10 +89,12 @@ timeout=
 rm -f "$rig/last-console.log"
 set +e
 # L1's kernel console goes to a file; the command's output is ttyS1 = stdout.
-$timeout "${RIG_QEMU:-qemu-system-x86_64}" -accel tcg -cpu max -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" \
+# shellcheck disable=SC2086
+$timeout "${RIG_QEMU:-qemu-system-x86_64}" -machine $machine -accel tcg -cpu max \
+    -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" $vfio_args \
     -nodefaults -no-user-config -display none -no-reboot \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 ${RIG_APPEND:-}" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=4 $vfio_append ${RIG_APPEND:-}" \
     -chardev file,id=con,path="$(opt_path "$ctl/console.log")" -serial chardev:con \
     -chardev stdio,id=out,signal=off -serial chardev:out \
     -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$share" \

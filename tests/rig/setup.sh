@@ -13,7 +13,8 @@ cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
 rig=$cache/rig
 flavour=amd64
 # Wanted in L1, loaded with their dependencies first.
-modules_wanted="9pnet_virtio 9p kvm-amd"
+# vfio-pci and its IOMMU backend: the device-assignment tests (RIG_VFIO=1).
+modules_wanted="9pnet_virtio 9p kvm-amd vfio_iommu_type1 vfio-pci"
 # Bump when the kvm module build below changes in a way the stamp of the
 # scripts would not catch on its own.
 kvm_recipe=1

@@ -302,6 +302,12 @@ class GmemGuestTest(QemuSystemTest):
         self.vm.launch()
         return GuestLog(self.debugcon)
 
+    def checkpoint(self, log, test):
+        """Wait for the guest's next checkpoint of @test; its fields."""
+        line = log.wait_for('gmem-checkpoint: %s:' % test, self.vm,
+                            timeout=self.timeout)
+        return parse_fields(line.split(': ', 2)[2])
+
     def finish(self, log, expected_exit=EXIT_PASSED):
         """Wait for QEMU to end and check the guest's exit status."""
         self.vm.wait(timeout=self.timeout)

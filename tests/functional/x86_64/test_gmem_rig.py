@@ -23,6 +23,8 @@ def main():
     env['QEMU_BUILD_ROOT'] = '/tmp/gmem-rig-build'
     # Room for the 4-vCPU storm (test_gmem_sw_protected.STORM_VCPUS).
     env.setdefault('RIG_SMP', '4')
+    # An edu behind an IOMMU, bound to vfio-pci, for DeviceAssignment.
+    env.setdefault('RIG_VFIO', '1')
     pythonpath = os.path.join(src, 'python') + ':' + os.path.dirname(here)
     cmd = [os.path.join(src, 'tests', 'rig', 'run.sh'),
            '/usr/bin/env', 'PYTHONPATH=' + pythonpath, '/usr/bin/python3',

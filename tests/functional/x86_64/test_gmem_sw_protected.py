@@ -131,11 +131,6 @@ class SwProtectedVm(GmemGuestTest):
         self.assertEqual(disagree, [], 'the record and KVM disagree')
         return private
 
-    def checkpoint(self, log, test):
-        line = log.wait_for('gmem-checkpoint: %s:' % test, self.vm,
-                            timeout=self.timeout)
-        return parse_fields(line.split(': ', 2)[2])
-
     def test_in_place_backend_refused(self):
         # Confidential guests use split backing until the kernel offers
         # in-place conversion (INIT_SHARED for this VM type).
@@ -1012,6 +1007,214 @@ class MemslotZapFaults(GmemGuestTest):
                              (False, False, 'VM type 1: KVM zaps only the '
                               'slot'), policy)
             self.assertLess(faults, pages // 100, policy)
+
+
+def vfio_edu():
+    """The PCI address of an edu bound to vfio-pci here (RIG_VFIO=1), or None."""
+    root = '/sys/bus/pci/devices'
+    for bdf in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        d = os.path.join(root, bdf)
+        try:
+            with open(os.path.join(d, 'vendor')) as f:
+                vendor = f.read().strip()
+            with open(os.path.join(d, 'device')) as f:
+                device = f.read().strip()
+            driver = os.path.basename(os.readlink(os.path.join(d, 'driver')))
+        except OSError:
+            continue
+        if (vendor, device, driver) == ('0x1234', '0x11e8', 'vfio-pci'):
+            return bdf
+    return None
+
+
+def vfio_pattern(gpa, rnd):
+    """tests/guest/tests_vfio.c: vfio_pattern(), of a numpy array."""
+    import numpy
+
+    with numpy.errstate(over='ignore'):
+        return ((gpa * numpy.uint64(0x9e3779b97f4a7c15)) ^
+                numpy.uint64((rnd << 48) ^ 0xd3a))
+
+
+def kernel_log():
+    return subprocess.run(['dmesg'], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+class DeviceAssignment(GmemGuestTest):
+    """
+    A real VFIO device (QEMU's edu, a DMA engine, emulated by the rig's L0
+    behind an emulated Intel IOMMU and bound to vfio-pci in L1) assigned to
+    a sw-protected-vm guest: the IOMMU maps exactly the shared memory,
+    through every conversion. QEMU 10.2.2's own path beside it.
+    """
+
+    timeout = 600
+
+    def setUp(self):
+        super().setUp()
+        if not kvm_vm_types() & (1 << KVM_X86_SW_PROTECTED_VM):
+            self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
+                          '(run in the nested rig: make check-rig)')
+        self.edu = vfio_edu()
+        if not self.edu:
+            self.skipTest('no edu bound to vfio-pci here (the rig with '
+                          'RIG_VFIO=1)')
+        self.require_accelerator('kvm')
+
+    def boot_assigned(self, command_line, conversion='manager', smp=1,
+                      mem='128M', confidential=True, accel=''):
+        # Without CAP_IPC_LOCK, so that the locked-memory limit applies to
+        # VFIO's pinning (vfio_refusal lowers it); unlimited to start with.
+        self.vm._wrapper = ['prlimit', '--memlock=unlimited:unlimited',
+                            'setpriv', '--bounding-set=-ipc_lock', '--']
+        return self.launch_guest(
+            command_line, '-accel',
+            'kvm,guest-memfd-conversion=%s%s' % (conversion, accel),
+            '-m', mem, '-smp', str(smp),
+            '-device', 'vfio-pci,host=' + self.edu,
+            *(sw_protected_vm_args() if confidential else ()))
+
+    def dma_follows_conversions(self, conversion):
+        seen = len(kernel_log())
+        log = self.boot_assigned('vfio_dma checkpoints=1', conversion)
+        fields = self.checkpoint(log, 'vfio_dma')
+        priv = int(fields['private_gpa'], 0)
+        # QEMU's side of the private page: the device's write must not
+        # have landed there either.
+        import numpy
+        shared_side = read_words(self.vm, self.workdir, priv, 4096)
+        gpas = numpy.arange(priv, priv + 4096, 8, dtype=numpy.uint64)
+        landed = int(numpy.count_nonzero(shared_side == vfio_pattern(gpas,
+                                                                     2)))
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['vfio_dma'], ('PASS', ''))
+        info = parse_fields(log.info('vfio_dma')[0])
+        self.assertEqual(landed, 0)
+        # The IOMMU itself refused both accesses to the private page.
+        faults = [line for line in kernel_log()[seen:]
+                  if 'DMAR: [DMA ' in line and
+                  'fault addr 0x%x ' % priv in line]
+        return info, faults
+
+    def test_dma_follows_conversions(self):
+        # Shared pages: the device copies them. Private: it reads nothing
+        # of the secret and cannot write the page, from the guest's side
+        # and QEMU's, and the IOMMU faults both accesses. Shared again:
+        # zeros, and the device reaches it.
+        info, faults = self.dma_follows_conversions('manager')
+        self.assertEqual((info['leaked'], info['intact']), ('0', '512'))
+        self.assertEqual(len([f for f in faults if 'DMA Read' in f]), 1,
+                         faults)
+        self.assertEqual(len([f for f in faults if 'DMA Write' in f]), 1,
+                         faults)
+
+    def test_dma_follows_conversions_legacy_baseline(self):
+        # QEMU 10.2.2's path keeps VFIO in step too (RamBlockAttributes).
+        info, faults = self.dma_follows_conversions('legacy')
+        self.assertEqual((info['leaked'], info['intact']), ('0', '512'))
+        self.assertEqual(len(faults), 2, faults)
+
+    def test_storm_with_dma(self):
+        # CPU 1 converts a 16-page window at random, CPU 0 has the device
+        # read and write random pages of it meanwhile.
+        seen = len(kernel_log())
+        log = self.boot_assigned('vfio_storm cpus=2 rounds=40 checkpoints=1',
+                                 smp=2)
+        fields = self.checkpoint(log, 'vfio_storm')
+        base, pages = int(fields['base'], 0), int(fields['pages'])
+        mask = int(fields['private_mask'], 0)
+        import numpy
+        words = read_words(self.vm, self.workdir, base, pages * 4096)
+        gpas = numpy.arange(base, base + pages * 4096, 8, dtype=numpy.uint64)
+        device = words == vfio_pattern(gpas, 3)
+        # No private page holds the device's pattern on QEMU's side.
+        landed = [i for i in range(pages) if mask >> i & 1 and
+                  device[i * 512:(i + 1) * 512].any()]
+        stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['vfio_storm'], ('PASS', ''))
+        info = parse_fields(log.info('vfio_storm')[0])
+        self.log.info('vfio storm: %s', info)
+        self.assertEqual(landed, [])
+        self.assertEqual(int(info['dmas']), 160)
+        self.assertGreater(int(info['conversions']), 100)
+        self.assertEqual((stats['rollback-failures'],
+                          stats['rejected']['listener']), (0, 0))
+        # The IOMMU turned the device away from private pages.
+        self.assertTrue([line for line in kernel_log()[seen:]
+                         if 'DMAR: [DMA ' in line])
+
+    def listener_refusal(self, conversion):
+        log = self.boot_assigned('vfio_refusal checkpoints=1', conversion)
+        self.checkpoint(log, 'vfio_refusal')
+        pid = self.vm.get_pid()
+        with open('/proc/%d/status' % pid) as f:
+            locked = [int(line.split()[1]) * 1024 for line in f
+                      if line.startswith('VmLck:')][0]
+        # What VFIO has pinned now is all it may: the next pin fails.
+        subprocess.run(['prlimit', '--pid', str(pid),
+                        '--memlock=%d:%d' % (locked, locked)], check=True)
+        self.vm.cmd('inject-nmi')
+        try:
+            fields = self.checkpoint(log, 'vfio_refusal')
+        except AssertionError:
+            fields = None
+        status = self.vm.cmd('query-status')['status']
+        stats = self.vm.cmd('query-guest-memfd')
+        subprocess.run(['prlimit', '--pid', str(pid),
+                        '--memlock=unlimited:unlimited'], check=True)
+        return log, fields, status, stats
+
+    def test_listener_refusal_is_answered(self):
+        # The guest is told EINVAL, the page stays private with its data,
+        # the VM runs on; with the limit lifted, sharing works.
+        log, fields, status, stats = self.listener_refusal('manager')
+        self.assertEqual((fields['ret'], fields['intact'], status),
+                         ('22', '512', 'running'))
+        self.assertEqual((stats['rejected']['listener'],
+                          stats['rollback-failures']), (1, 0))
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['vfio_refusal'], ('PASS', ''))
+
+    def test_listener_refusal_legacy_baseline(self):
+        # QEMU 10.2.2 stops the VM ("Failed to notify the listener the
+        # state change ... to shared"): the guest never gets an answer.
+        log, fields, status, stats = self.listener_refusal('legacy')
+        self.assertIsNone(fields)
+        self.assertEqual(status, 'internal-error')
+        self.vm.shutdown()
+        self.assertIn('Failed to notify the listener the state change',
+                      self.vm.get_log())
+
+    def test_too_much_ram_for_the_mappings_refused(self):
+        # VFIO maps guest_memfd RAM in 4 KiB pieces (the granularity the
+        # conversions need), so 512 MiB needs 131,072 mappings, more than
+        # type1 allows (dma_entry_limit, 65,535): refused at start-up with
+        # the reason (type1 answers ENOSPC), never a half-mapped guest.
+        proc = subprocess.run(
+            [self.qemu_bin, '-M', 'q35', '-accel', 'kvm', '-nodefaults',
+             '-display', 'none', '-m', '512M', *sw_protected_vm_args(),
+             '-device', 'vfio-pci,host=' + self.edu],
+            capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn('Failed to register RAM discard listener: No space '
+                      'left on device', proc.stderr)
+
+    def test_memslot_zap_auto_keeps_all_with_vfio(self):
+        # An ordinary VM with a VFIO device: auto keeps KVM's default.
+        log = self.boot_assigned('hold checkpoints=1', confidential=False)
+        self.checkpoint(log, 'hold')
+        zap = self.vm.cmd('query-guest-memfd')['memslot-zap']
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual((zap['policy'], zap['zaps-all'],
+                          zap['quirk-disabled']), ('auto', True, False))
+        self.assertRegex(zap['reason'], r'^auto: VFIO device \S+ assigned$')
 
 
 # tests/guest/tests_convert.c convert_bad cases, with what the guest gets
