@@ -8,7 +8,8 @@ export QEMU_GMEM_CACHE="$cache"
 # qemu_test needs a build root to import; L1's /tmp is writable.
 export QEMU_BUILD_ROOT=/tmp/gmem-bench-build
 "$repo/tests/rig/setup.sh" -q
-"$repo/tests/rig/run.sh" /usr/bin/env \
+# RIG_VFIO: an assigned device for row 6.
+RIG_VFIO=1 "$repo/tests/rig/run.sh" /usr/bin/env \
     PYTHONPATH="$cache/src/python:$cache/src/tests/functional" \
     /usr/bin/python3 "$cache/src/tests/bench/gmem_bench.py"
 echo

@@ -251,6 +251,24 @@ def ivshmem_args(size='2M'):
             '-device', 'ivshmem-plain,memdev=shm')
 
 
+def vfio_edu():
+    """The PCI address of an edu bound to vfio-pci here (RIG_VFIO=1), or None."""
+    root = '/sys/bus/pci/devices'
+    for bdf in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        d = os.path.join(root, bdf)
+        try:
+            with open(os.path.join(d, 'vendor')) as f:
+                vendor = f.read().strip()
+            with open(os.path.join(d, 'device')) as f:
+                device = f.read().strip()
+            driver = os.path.basename(os.readlink(os.path.join(d, 'driver')))
+        except OSError:
+            continue
+        if (vendor, device, driver) == ('0x1234', '0x11e8', 'vfio-pci'):
+            return bdf
+    return None
+
+
 def vcpu_faults(vm):
     """KVM's page faults (pf_taken) summed over the vCPUs (query-stats)."""
     total = 0
