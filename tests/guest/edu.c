@@ -19,6 +19,7 @@
 
 static uint32_t edu_read32(struct edu *edu, unsigned off)
 {
+    /* Volatile: a device register, read every time. */
     return *(volatile uint32_t *)(edu->mmio + off);
 }
 

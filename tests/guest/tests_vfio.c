@@ -160,7 +160,9 @@ GUEST_TEST_EXPLICIT(vfio_dma, "DMA by the assigned edu to shared pages, to "
 static struct {
     uint64_t base, check, pattern;      /* window, CPU 0's two pages */
     struct edu edu;
+    /* Volatile: the other CPU writes them while this one polls. */
     volatile uint8_t is_private[STORM_PAGES];
+    /* Volatile: set by CPU 0, polled by CPU 1. */
     volatile bool done;
     uint64_t dmas, leaks, dma_timeouts;
     uint64_t conversions, failures, data_errors;
