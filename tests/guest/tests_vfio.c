@@ -64,13 +64,14 @@ static bool dma_copy(struct edu *edu, uint64_t from, uint64_t to)
  * One shared page copied by the device; then a private page, which the
  * device must neither read (the copy it makes of it holds no word of the
  * secret) nor write (the guest still reads its secret); then the page
- * shared again, which the device reaches again. The checkpoint in the
- * middle lets the host look at QEMU's side of the private page and at
- * the IOMMU's faults.
+ * shared again, which the device reaches again. The checkpoints before,
+ * during and after the private phase let the host count the IOMMU's
+ * mappings and look at QEMU's side of the private page.
  */
 GUEST_TEST_EXPLICIT(vfio_dma, "DMA by the assigned edu to shared pages, to "
                     "a private page (must not reach it) and to it shared "
-                    "again (checkpoints=1: at the private phase)")
+                    "again (checkpoints=1: before, at and after the private "
+                    "phase)")
 {
     struct edu edu;
     uint64_t base = window_base(2 * MiB);
@@ -91,6 +92,7 @@ GUEST_TEST_EXPLICIT(vfio_dma, "DMA by the assigned edu to shared pages, to "
         return test_fail("DMA between shared pages did not finish");
     }
     copied = page_matches(dst, src, 1, false);
+    test_checkpoint("phase=shared private_gpa=0x%lx", priv);
 
     ret = convert_private(priv, PAGE);
     if (ret) {
@@ -120,6 +122,7 @@ GUEST_TEST_EXPLICIT(vfio_dma, "DMA by the assigned edu to shared pages, to "
         return test_fail("DMA to the page shared again did not finish");
     }
     reached = page_matches(priv, src, 2, false);
+    test_checkpoint("phase=shared_again");
 
     test_info("private_gpa=0x%lx copied=%u leaked=%u intact=%u "
               "zeros_after_sharing=%u reached_again=%u", priv, copied, leaked,

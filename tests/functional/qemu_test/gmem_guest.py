@@ -269,6 +269,53 @@ def vfio_edu():
     return None
 
 
+VFIO_IOMMU_GET_INFO = 0x3b70          # _IO(';', 100 + 12)
+VFIO_IOMMU_INFO_CAPS = 1 << 1
+VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3
+SYS_PIDFD_GETFD = 438
+
+
+def type1_dma_avail(pid):
+    """
+    How many more mappings the type1 IOMMU container of VFIO process @pid
+    takes (VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL): it rises by one for each
+    4 KiB page VFIO unmaps. Asked on a copy of the process's container
+    fd (pidfd_getfd), so it is the kernel's own count.
+    """
+    import ctypes
+    import fcntl
+    import struct
+
+    fds = [int(n) for n in os.listdir('/proc/%d/fd' % pid)
+           if os.readlink('/proc/%d/fd/%s' % (pid, n)) == '/dev/vfio/vfio']
+    if len(fds) != 1:
+        raise RuntimeError('%d VFIO containers in process %d' % (len(fds),
+                                                                 pid))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, fds[0], 0)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), 'pidfd_getfd')
+    finally:
+        os.close(pidfd)
+    try:
+        buf = bytearray(4096)
+        struct.pack_into('<II', buf, 0, len(buf), 0)
+        fcntl.ioctl(fd, VFIO_IOMMU_GET_INFO, buf)
+    finally:
+        os.close(fd)
+    flags, = struct.unpack_from('<I', buf, 4)
+    off, = struct.unpack_from('<I', buf, 16) if flags & VFIO_IOMMU_INFO_CAPS \
+        else (0,)
+    while off:
+        cap, _, nxt = struct.unpack_from('<HHI', buf, off)
+        if cap == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL:
+            return struct.unpack_from('<I', buf, off + 8)[0]
+        off = nxt
+    raise RuntimeError('the container reports no DMA_AVAIL capability')
+
+
 def vcpu_faults(vm):
     """KVM's page faults (pf_taken) summed over the vCPUs (query-stats)."""
     total = 0

@@ -18,7 +18,8 @@ from qemu_test.gmem_guest import (EXIT_FAILED, KVM_X86_SW_PROTECTED_VM,
                                   ivshmem_args, kvm_vm_types,
                                   parse_fields, parse_ranges, read_words,
                                   secret_word, slot_retouch,
-                                  sw_protected_vm_args, vfio_edu)
+                                  sw_protected_vm_args, type1_dma_avail,
+                                  vfio_edu)
 
 
 # vCPUs of the SMP conversion tests. With 4 L2 vCPUs on a 2-CPU L1, L1's
@@ -1058,35 +1059,51 @@ class DeviceAssignment(GmemGuestTest):
             *(sw_protected_vm_args() if confidential else ()))
 
     def dma_follows_conversions(self, conversion):
+        """
+        The guest's vfio_dma, with the host's checks at its checkpoints:
+        type1's count of free mappings before, during and after the
+        private phase; QEMU's side of the private page; the IOMMU faults
+        L1 logged. Returns (the guest's info, the faults at the private
+        page, the three counts).
+        """
+        import numpy
+
         seen = len(kernel_log())
         log = self.boot_assigned('vfio_dma checkpoints=1', conversion)
-        fields = self.checkpoint(log, 'vfio_dma')
-        priv = int(fields['private_gpa'], 0)
-        # QEMU's side of the private page: the device's write must not
-        # have landed there either.
-        import numpy
+        pid = self.vm.get_pid()
+        priv = int(self.checkpoint(log, 'vfio_dma')['private_gpa'], 0)
+        avail = [type1_dma_avail(pid)]
+        self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'vfio_dma')
+        avail.append(type1_dma_avail(pid))
+        # The device's write must not have landed on QEMU's side either.
         shared_side = read_words(self.vm, self.workdir, priv, 4096)
         gpas = numpy.arange(priv, priv + 4096, 8, dtype=numpy.uint64)
         landed = int(numpy.count_nonzero(shared_side == vfio_pattern(gpas,
                                                                      2)))
         self.vm.cmd('inject-nmi')
+        self.checkpoint(log, 'vfio_dma')
+        avail.append(type1_dma_avail(pid))
+        self.vm.cmd('inject-nmi')
         self.finish(log)
         self.assertEqual(log.results()['vfio_dma'], ('PASS', ''))
         info = parse_fields(log.info('vfio_dma')[0])
         self.assertEqual(landed, 0)
-        # The IOMMU itself refused both accesses to the private page.
         faults = [line for line in kernel_log()[seen:]
                   if 'DMAR: [DMA ' in line and
                   'fault addr 0x%x ' % priv in line]
-        return info, faults
+        return info, faults, avail
 
     def test_dma_follows_conversions(self):
         # Shared pages: the device copies them. Private: it reads nothing
         # of the secret and cannot write the page, from the guest's side
         # and QEMU's, and the IOMMU faults both accesses. Shared again:
         # zeros, and the device reaches it.
-        info, faults = self.dma_follows_conversions('manager')
+        info, faults, avail = self.dma_follows_conversions('manager')
         self.assertEqual((info['leaked'], info['intact']), ('0', '512'))
+        # type1 itself: the page's mapping went away, and came back.
+        self.assertEqual((avail[1] - avail[0], avail[2] - avail[0]), (1, 0),
+                         avail)
         self.assertEqual(len([f for f in faults if 'DMA Read' in f]), 1,
                          faults)
         self.assertEqual(len([f for f in faults if 'DMA Write' in f]), 1,
@@ -1094,8 +1111,10 @@ class DeviceAssignment(GmemGuestTest):
 
     def test_dma_follows_conversions_legacy_baseline(self):
         # QEMU 10.2.2's path keeps VFIO in step too (RamBlockAttributes).
-        info, faults = self.dma_follows_conversions('legacy')
+        info, faults, avail = self.dma_follows_conversions('legacy')
         self.assertEqual((info['leaked'], info['intact']), ('0', '512'))
+        self.assertEqual((avail[1] - avail[0], avail[2] - avail[0]), (1, 0),
+                         avail)
         self.assertEqual(len(faults), 2, faults)
 
     def storm_with_dma(self, conversion):
