@@ -13,8 +13,10 @@
  * Invariants: the policy is fixed once the accelerator is initialised;
  * the choice is made once, at kvm_init() for all and targeted, when the
  * machine is complete for auto (cold-plugged devices exist then), and
- * never undone (the kernel cannot re-enable a quirk). zap_state.zaps_all
- * always says what KVM does on the next slot deletion.
+ * never undone (the kernel cannot re-enable a quirk): a VFIO device that
+ * arrives in a VM zapping only the slot gets a warning, nothing more.
+ * zap_state.zaps_all always says what KVM does on the next slot
+ * deletion.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -41,6 +43,7 @@ static struct {
     bool zaps_all;
     char *reason;
     Notifier machine_done;
+    DeviceListener vfio_arrival;
 } zap_state;
 
 static void zap_decided(bool zaps_all, char *reason)
@@ -52,12 +55,33 @@ static void zap_decided(bool zaps_all, char *reason)
                           zaps_all, reason);
 }
 
+/* A VFIO device realized while KVM zaps only the slot: say so, once each. */
+static void zap_vfio_arrived(DeviceListener *listener, DeviceState *dev)
+{
+    const char *name;
+
+    if (!object_dynamic_cast(OBJECT(dev), VFIO_PCI_DEVICE_TYPE)) {
+        return;
+    }
+    name = object_get_canonical_path_component(OBJECT(dev));
+    warn_report("memslot-zap=%s: VFIO device %s in a VM whose memslot "
+                "changes zap only the slot's mappings (zapping all of them, "
+                "KVM's default, cannot be restored)",
+                KvmMemslotZap_str(kvm_gmem_config.memslot_zap), name);
+    zap_decided(false, g_strdup_printf("%s; VFIO device %s added since",
+                                       zap_state.reason, name));
+}
+
 static int zap_disable_quirk(void)
 {
     int ret = kvm_vm_enable_cap(zap_state.kvm, KVM_CAP_DISABLE_QUIRKS2, 0,
                                 KVM_X86_QUIRK_SLOT_ZAP_ALL);
 
     zap_state.quirk_disabled = !ret;
+    if (zap_state.quirk_disabled) {
+        zap_state.vfio_arrival.realize = zap_vfio_arrived;
+        device_listener_register(&zap_state.vfio_arrival);
+    }
     return ret;
 }
 

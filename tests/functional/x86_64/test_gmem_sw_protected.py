@@ -1234,6 +1234,33 @@ class DeviceAssignment(GmemGuestTest):
                           zap['quirk-disabled']), ('auto', True, False))
         self.assertRegex(zap['reason'], r'^auto: VFIO device \S+ assigned$')
 
+    def test_memslot_zap_warns_of_vfio_after_targeted(self):
+        # auto chose targeted (no VFIO device at start), then one is
+        # hot-plugged; and targeted given with a VFIO device: QEMU warns
+        # and the query says so (the quirk cannot come back).
+        for policy, hotplug in (('auto', True), ('targeted', False)):
+            log = self.launch_guest(
+                'hold checkpoints=1', '-accel', 'kvm,memslot-zap=' + policy,
+                '-m', '128M', '-device', 'pcie-root-port,id=rp0',
+                *(() if hotplug else ('-device', 'vfio-pci,host=%s,id=hot0'
+                                      % self.edu)))
+            self.checkpoint(log, 'hold')
+            if hotplug:
+                self.vm.cmd('device_add', driver='vfio-pci', host=self.edu,
+                            id='hot0', bus='rp0')
+            zap = self.vm.cmd('query-guest-memfd')['memslot-zap']
+            self.vm.cmd('inject-nmi')
+            self.finish(log)
+            self.vm.shutdown()
+            self.assertEqual((zap['zaps-all'], zap['quirk-disabled']),
+                             (False, True), policy)
+            self.assertTrue(zap['reason'].endswith(
+                '; VFIO device hot0 added since'), zap)
+            self.assertIn('memslot-zap=%s: VFIO device hot0 in a VM whose '
+                          'memslot changes zap only' % policy,
+                          self.vm.get_log())
+            self._vms.clear()
+
 
 # tests/guest/tests_convert.c convert_bad cases, with what the guest gets
 # back from the conversion manager (and the reject class query-guest-memfd
