@@ -29,8 +29,8 @@ import time
 
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
-                                  ivshmem_args, parse_fields, parse_ranges,
-                                  slot_retouch, sw_protected_vm_args,
+                                  parse_fields, parse_ranges, slot_retouch,
+                                  slot_retouch_args, sw_protected_vm_args,
                                   vfio_edu)
 
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
@@ -160,20 +160,15 @@ def memslot_retouch(qemu, kernel, policy, confidential, tmp):
     and re-adding ivshmem's memslot, then re-touching RETOUCH_MIB MiB.
     """
     debugcon = os.path.join(tmp, 'debugcon-%s.log' % time.monotonic_ns())
+    qemu_args, command_line = slot_retouch_args(policy, RETOUCH_MIB,
+                                                confidential)
     vm = QEMUMachine(qemu, base_temp_dir=tmp)
     vm.set_machine('q35')
-    vm.add_args('-accel', 'kvm,memslot-zap=' + policy, '-m', '512M',
-                '-object', 'memory-backend-memfd,id=ram0,size=512M',
-                '-machine', 'memory-backend=ram0', *ivshmem_args(),
-                *(sw_protected_vm_args() if confidential else ()),
-                *guest_args(kernel, debugcon, 'slot_retouch checkpoints=1 '
-                            'stride=4096 mb=%d private=%d'
-                            % (RETOUCH_MIB, confidential)))
+    vm.add_args(*qemu_args, *guest_args(kernel, debugcon, command_line))
     vm.launch()
     try:
         log = GuestLog(debugcon)
-        faults, seconds, _ = slot_retouch(
-            type('Test', (), {'vm': vm, 'timeout': 900}), log)
+        faults, seconds, _ = slot_retouch(vm, log, 900)
         vm.cmd('inject-nmi')
         vm.wait(timeout=60)
     finally:

@@ -326,25 +326,38 @@ def vcpu_faults(vm):
     return total
 
 
-def slot_retouch(test, log):
+def slot_retouch_args(policy, mib, confidential):
+    """
+    QEMU arguments for the guest's slot_retouch under memslot-zap=@policy:
+    512 MiB of memfd RAM (4 KiB pages), the ivshmem whose memslot goes
+    away, @mib MiB re-touched; half of them private if @confidential.
+    """
+    return ('-accel', 'kvm,memslot-zap=' + policy, '-m', '512M',
+            '-object', 'memory-backend-memfd,id=ram0,size=512M',
+            '-machine', 'memory-backend=ram0', *ivshmem_args(),
+            *(sw_protected_vm_args() if confidential else ())), \
+        'slot_retouch checkpoints=1 stride=4096 mb=%d private=%d' % (
+            mib, confidential)
+
+
+def slot_retouch(vm, log, timeout):
     """
     The host's side of the guest's slot_retouch: at its first checkpoint
     read KVM's fault count and let the guest delete and re-add the ivshmem
     slot and re-touch its window; at the second read the count again.
-    Returns (faults taken between them, seconds, the guest's info fields).
-    The guest stays at its second checkpoint.
+    Returns (faults taken between them, seconds, the guest's fields at the
+    first checkpoint). The guest stays at its second checkpoint.
     """
     line = log.wait_for('gmem-checkpoint: slot_retouch: phase=touched',
-                        test.vm, timeout=test.timeout)
+                        vm, timeout=timeout)
     fields = parse_fields(line.split(': ', 2)[2])
-    before = vcpu_faults(test.vm)
+    before = vcpu_faults(vm)
     t0 = time.monotonic()
-    test.vm.cmd('inject-nmi')
-    log.wait_for('gmem-checkpoint: slot_retouch: phase=retouched', test.vm,
-                 timeout=test.timeout)
+    vm.cmd('inject-nmi')
+    log.wait_for('gmem-checkpoint: slot_retouch: phase=retouched', vm,
+                 timeout=timeout)
     seconds = time.monotonic() - t0
-    faults = vcpu_faults(test.vm) - before
-    return faults, seconds, fields
+    return vcpu_faults(vm) - before, seconds, fields
 
 
 class GmemGuestTest(QemuSystemTest):

@@ -15,9 +15,10 @@ from unittest import skipUnless
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, KVM_X86_SW_PROTECTED_VM,
                                   GmemGuestTest, count_secret_words,
-                                  ivshmem_args, kvm_vm_types,
+                                  kvm_vm_types,
                                   parse_fields, parse_ranges, read_words,
                                   secret_word, slot_retouch,
+                                  slot_retouch_args,
                                   sw_protected_vm_args, type1_dma_avail,
                                   vfio_edu)
 
@@ -960,14 +961,10 @@ class MemslotZapFaults(GmemGuestTest):
         self.require_accelerator('kvm')
 
     def retouch(self, policy, confidential):
-        log = self.launch_guest(
-            'slot_retouch checkpoints=1 stride=4096 mb=%d private=%d'
-            % (self.MIB, confidential),
-            '-accel', 'kvm,memslot-zap=' + policy, '-m', '512M',
-            '-object', 'memory-backend-memfd,id=ram0,size=512M',
-            '-machine', 'memory-backend=ram0', *ivshmem_args(),
-            *(sw_protected_vm_args() if confidential else ()))
-        faults, seconds, fields = slot_retouch(self, log)
+        qemu_args, command_line = slot_retouch_args(policy, self.MIB,
+                                                    confidential)
+        log = self.launch_guest(command_line, *qemu_args)
+        faults, seconds, fields = slot_retouch(self.vm, log, self.timeout)
         zap = self.vm.cmd('query-guest-memfd')['memslot-zap']
         private = sum(b['private'] for b in
                       self.vm.cmd('query-guest-memfd')['blocks'])
