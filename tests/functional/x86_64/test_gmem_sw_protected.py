@@ -422,9 +422,9 @@ class SwProtectedVm(GmemGuestTest):
         return log, sent, refused, model, fields
 
     @skipUnless(os.environ.get('QEMU_GMEM_RIG_STORM'),
-                'the rig\'s L1 kernel panics under this storm ("corrupted '
-                'stack end detected inside scheduler", tests/rig/README.md); '
-                'QEMU_GMEM_RIG_STORM=1 runs it')
+                'this storm has not completed in the rig: L1 panics on '
+                'Debian\'s kernel, L2 was reset on RIG_KERNEL=full '
+                '(tests/rig/README.md); QEMU_GMEM_RIG_STORM=1 runs it')
     def test_random_requests_storm(self):
         # RIG_VCPUS vCPUs send 100,000 random requests in all, good and
         # bad (past RAM, MMIO, ROM, wrapping, reserved bits, wrong hints),
