@@ -47,36 +47,49 @@ def bare(tool, chunk, rounds):
     return float(fields['per_second'])
 
 
+def guest_run(qemu, kernel, tmp, qemu_args, command_line, host_side, what):
+    """
+    Boot the test guest with @qemu_args and @command_line, run
+    host_side(vm, log) while it holds at its checkpoints, then let it
+    finish; returns what host_side returned. Raises if the guest failed.
+    """
+    debugcon = os.path.join(tmp, 'debugcon-%s.log' % time.monotonic_ns())
+    vm = QEMUMachine(qemu, base_temp_dir=tmp)
+    vm.set_machine('q35')
+    vm.add_args(*qemu_args, *guest_args(kernel, debugcon, command_line))
+    vm.launch()
+    try:
+        log = GuestLog(debugcon)
+        result = host_side(vm, log)
+        vm.cmd('inject-nmi')
+        vm.wait(timeout=60)
+    finally:
+        vm.shutdown()
+    if vm.exitcode() != EXIT_PASSED:
+        raise RuntimeError('%s: guest failed:\n%s'
+                           % (what, '\n'.join(log.lines)))
+    return result
+
+
 def timed_guest_loop(qemu, kernel, accel_opts, test, args, mem, tmp,
                      extra=()):
     """
     Boot the guest with @test, time the host clock between its two
     checkpoints; return (seconds, query-guest-memfd at the end).
     """
-    debugcon = os.path.join(tmp, 'debugcon-%s.log' % time.monotonic_ns())
-    vm = QEMUMachine(qemu, base_temp_dir=tmp)
-    vm.set_machine('q35')
-    vm.add_args('-accel', 'kvm,' + accel_opts, '-m', mem,
-                *sw_protected_vm_args(), *extra,
-                *guest_args(kernel, debugcon,
-                            '%s %s checkpoints=1' % (test, args)))
-    vm.launch()
-    try:
-        log = GuestLog(debugcon)
+    def host_side(vm, log):
         log.wait_for('gmem-checkpoint: %s: phase=start' % test, vm, 300)
         t0 = time.monotonic()
         vm.cmd('inject-nmi')
         log.wait_for('gmem-checkpoint: %s: phase=end' % test, vm, 900)
         seconds = time.monotonic() - t0
-        stats = vm.cmd('query-guest-memfd')
-        vm.cmd('inject-nmi')
-        vm.wait(timeout=60)
-    finally:
-        vm.shutdown()
-    if vm.exitcode() != EXIT_PASSED:
-        raise RuntimeError('%s %s: guest failed:\n%s'
-                           % (accel_opts, test, '\n'.join(log.lines)))
-    return seconds, stats
+        return seconds, vm.cmd('query-guest-memfd')
+
+    return guest_run(qemu, kernel, tmp,
+                     ('-accel', 'kvm,' + accel_opts, '-m', mem,
+                      *sw_protected_vm_args(), *extra),
+                     '%s %s checkpoints=1' % (test, args), host_side,
+                     '%s %s' % (accel_opts, test))
 
 
 def meminfo_kib(field):
@@ -159,23 +172,12 @@ def memslot_retouch(qemu, kernel, policy, confidential, tmp):
     slot_retouch under memslot-zap=@policy: (faults, seconds) for deleting
     and re-adding ivshmem's memslot, then re-touching RETOUCH_MIB MiB.
     """
-    debugcon = os.path.join(tmp, 'debugcon-%s.log' % time.monotonic_ns())
     qemu_args, command_line = slot_retouch_args(policy, RETOUCH_MIB,
                                                 confidential)
-    vm = QEMUMachine(qemu, base_temp_dir=tmp)
-    vm.set_machine('q35')
-    vm.add_args(*qemu_args, *guest_args(kernel, debugcon, command_line))
-    vm.launch()
-    try:
-        log = GuestLog(debugcon)
-        faults, seconds, _ = slot_retouch(vm, log, 900)
-        vm.cmd('inject-nmi')
-        vm.wait(timeout=60)
-    finally:
-        vm.shutdown()
-    if vm.exitcode() != EXIT_PASSED:
-        raise RuntimeError('memslot-zap=%s: guest failed:\n%s'
-                           % (policy, '\n'.join(log.lines)))
+    faults, seconds, _ = guest_run(
+        qemu, kernel, tmp, qemu_args, command_line,
+        lambda vm, log: slot_retouch(vm, log, 900),
+        'memslot-zap=' + policy)
     return faults, seconds
 
 

@@ -65,7 +65,8 @@ def sweep_word(gpa, n):
     return gpa ^ numpy.uint64(key)
 
 
-class SwProtectedVm(GmemGuestTest):
+class RigGuestTest(GmemGuestTest):
+    """A test of the guest on a KVM with KVM_X86_SW_PROTECTED_VM (the rig)."""
 
     timeout = 600
 
@@ -75,6 +76,9 @@ class SwProtectedVm(GmemGuestTest):
             self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
                           '(run in the nested rig: make check-rig)')
         self.require_accelerator('kvm')
+
+
+class SwProtectedVm(RigGuestTest):
 
     def boot(self, command_line, mem='128M', smp=1, conversion='manager',
              reboot=False, extra=(), discard='sync', accel=''):
@@ -940,7 +944,7 @@ class SwProtectedVm(GmemGuestTest):
         self.fail('no answer and no stop in %ds' % self.timeout)
 
 
-class MemslotZapFaults(GmemGuestTest):
+class MemslotZapFaults(RigGuestTest):
     """
     What -accel kvm,memslot-zap= costs a guest, read from KVM's own fault
     counter (query-stats, vCPU pf_taken) on the rig's real KVM: the guest
@@ -950,15 +954,7 @@ class MemslotZapFaults(GmemGuestTest):
     when the mappings were zapped).
     """
 
-    timeout = 600
     MIB = 256
-
-    def setUp(self):
-        super().setUp()
-        if not kvm_vm_types() & (1 << KVM_X86_SW_PROTECTED_VM):
-            self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
-                          '(run in the nested rig: make check-rig)')
-        self.require_accelerator('kvm')
 
     def retouch(self, policy, confidential):
         qemu_args, command_line = slot_retouch_args(policy, self.MIB,
@@ -1021,7 +1017,7 @@ def kernel_log():
                           check=True).stdout.splitlines()
 
 
-class DeviceAssignment(GmemGuestTest):
+class DeviceAssignment(RigGuestTest):
     """
     A real VFIO device (QEMU's edu, a DMA engine, emulated by the rig's L0
     behind an emulated Intel IOMMU and bound to vfio-pci in L1) assigned to
@@ -1029,18 +1025,12 @@ class DeviceAssignment(GmemGuestTest):
     through every conversion. QEMU 10.2.2's own path beside it.
     """
 
-    timeout = 600
-
     def setUp(self):
         super().setUp()
-        if not kvm_vm_types() & (1 << KVM_X86_SW_PROTECTED_VM):
-            self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
-                          '(run in the nested rig: make check-rig)')
         self.edu = vfio_edu()
         if not self.edu:
             self.skipTest('no edu bound to vfio-pci here (the rig with '
                           'RIG_VFIO=1)')
-        self.require_accelerator('kvm')
 
     def boot_assigned(self, command_line, conversion='manager', smp=1,
                       mem='128M', confidential=True, accel=''):
