@@ -17,6 +17,8 @@
 # complete kernel of build-kernel.sh instead of Debian's (built first if
 # needed, about 20 min). RIG_VFIO=1 gives L1 an emulated Intel IOMMU and
 # QEMU's edu device (a DMA engine), bound to vfio-pci for assignment.
+# RIG_BOOT_TIMEOUT (default 180) bounds L1's boot: one that has not
+# started the command by then is tried once more.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -87,22 +89,45 @@ share="security_model=none,multidevs=remap"
 timeout=
 [ -z "${RIG_TIMEOUT:-}" ] || timeout="timeout -k 10 $RIG_TIMEOUT"
 rm -f "$rig/last-console.log"
-set +e
-# L1's kernel console goes to a file; the command's output is ttyS1 = stdout.
-# shellcheck disable=SC2086
-$timeout "${RIG_QEMU:-qemu-system-x86_64}" -machine $machine -accel tcg -cpu max \
-    -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" $vfio_args \
-    -nodefaults -no-user-config -display none -no-reboot \
-    -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 $vfio_append ${RIG_APPEND:-}" \
-    -chardev file,id=con,path="$(opt_path "$ctl/console.log")" -serial chardev:con \
-    -chardev stdio,id=out,signal=off -serial chardev:out \
-    -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$share" \
-    -virtfs "local,path=$(opt_path "$ctl"),mount_tag=rigctl,$share" \
-    -virtfs "local,path=$(opt_path "$RIG_SCRATCH"),mount_tag=rigscratch,$share" \
-    < /dev/null 2> "$ctl/qemu.log"
-qrc=$?
-set -e
+# L1 boots in 10-20 s; once in a while it hangs in early boot (at full CPU,
+# nothing on the console). A boot that has not started the command in
+# RIG_BOOT_TIMEOUT seconds is killed and tried once more.
+boot_timeout=${RIG_BOOT_TIMEOUT:-180}
+for attempt in 1 2; do
+    set +e
+    # L1's kernel console goes to a file; the command's output is ttyS1 =
+    # stdout.
+    # shellcheck disable=SC2086
+    $timeout "${RIG_QEMU:-qemu-system-x86_64}" -machine $machine -accel tcg -cpu max \
+        -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" $vfio_args \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -kernel "$kernel" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 quiet loglevel=4 $vfio_append ${RIG_APPEND:-}" \
+        -chardev file,id=con,path="$(opt_path "$ctl/console.log")" -serial chardev:con \
+        -chardev stdio,id=out,signal=off -serial chardev:out \
+        -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$share" \
+        -virtfs "local,path=$(opt_path "$ctl"),mount_tag=rigctl,$share" \
+        -virtfs "local,path=$(opt_path "$RIG_SCRATCH"),mount_tag=rigscratch,$share" \
+        < /dev/null 2> "$ctl/qemu.log" &
+    qpid=$!
+    waited=0 hung=
+    while kill -0 $qpid 2> /dev/null && [ ! -e "$ctl/started" ]; do
+        if [ $waited -ge "$boot_timeout" ]; then
+            hung=1
+            kill $qpid
+            break
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    wait $qpid
+    qrc=$?
+    set -e
+    [ -n "$hung" ] && [ $attempt = 1 ] || break
+    echo "run.sh: L1 did not start the command in $boot_timeout s; booting it again" >&2
+    cp "$ctl/console.log" "$rig/hung-console.log" 2> /dev/null || :
+    rm -f "$ctl/console.log" "$ctl/failed"
+done
 cp "$ctl/console.log" "$rig/last-console.log" 2> /dev/null || :
 
 if [ -s "$ctl/status" ]; then
@@ -111,6 +136,8 @@ fi
 if [ -n "$timeout" ] && [ $qrc -eq 124 ]; then
     echo "run.sh: RIG_TIMEOUT ($RIG_TIMEOUT s) ran out" >&2
     exit 124
+elif [ -n "$hung" ]; then
+    echo "run.sh: L1 did not start the command in $boot_timeout s, twice" >&2
 elif [ -s "$ctl/failed" ]; then
     echo "run.sh: L1 set-up failed: $(cat "$ctl/failed")" >&2
 elif [ $qrc -ne 0 ]; then

@@ -386,6 +386,28 @@ class GmemGuestTest(QemuSystemTest):
                             timeout=self.timeout)
         return parse_fields(line.split(': ', 2)[2])
 
+    def checkpoint_or_stop(self, log, test):
+        """
+        Wait for the guest's next checkpoint of @test, or for the VM to
+        stop running (a path that stops it instead of answering the
+        guest). Returns (its fields or None, the VM's run state then).
+        """
+        prefix = 'gmem-checkpoint: %s:' % test
+        seen = len(log.lines)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            log.poll()
+            for line in log.lines[seen:]:
+                if line.startswith(prefix):
+                    return (parse_fields(line.split(': ', 2)[2]),
+                            self.vm.cmd('query-status')['status'])
+            seen = len(log.lines)
+            status = self.vm.cmd('query-status')['status']
+            if status != 'running':
+                return None, status
+            time.sleep(0.1)
+        self.fail('no "%s" and no stop in %ds' % (prefix, self.timeout))
+
     def finish(self, log, expected_exit=EXIT_PASSED):
         """Wait for QEMU to end and check the guest's exit status."""
         self.vm.wait(timeout=self.timeout)

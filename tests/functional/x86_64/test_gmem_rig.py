@@ -9,6 +9,13 @@
 import os
 import subprocess
 import sys
+import time
+
+# Meson's timeout of this test (patches/0001): the rig gets this much less
+# (room for a second boot, tests/rig/run.sh), so that when it runs out, the
+# results so far still reach meson.
+MESON_TIMEOUT = 2700
+MARGIN = 300
 
 
 def main():
@@ -25,13 +32,29 @@ def main():
     env.setdefault('RIG_SMP', '4')
     # An edu behind an IOMMU, bound to vfio-pci, for DeviceAssignment.
     env.setdefault('RIG_VFIO', '1')
+    env.setdefault('RIG_TIMEOUT', str(MESON_TIMEOUT - MARGIN))
     pythonpath = os.path.join(src, 'python') + ':' + os.path.dirname(here)
     cmd = [os.path.join(src, 'tests', 'rig', 'run.sh'),
            '/usr/bin/env', 'PYTHONPATH=' + pythonpath, '/usr/bin/python3',
-           os.path.join(here, 'test_gmem_sw_protected.py')]
+           '-u', os.path.join(here, 'test_gmem_sw_protected.py')]
     sys.stdout.flush()
-    status = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
-    if status == 125:
+    # Each result line as it comes, then how long that test took.
+    start = last = time.monotonic()
+    with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True,
+                          errors='replace') as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if line.startswith(('ok ', 'not ok ')):
+                now = time.monotonic()
+                print('# %.1f s (%.0f s in all)' % (now - last, now - start))
+                last = now
+            sys.stdout.flush()
+    status = proc.returncode
+    if status == 124:
+        print('Bail out! the rig ran out of time (RIG_TIMEOUT=%s s)'
+              % env['RIG_TIMEOUT'])
+    elif status == 125:
         print('Bail out! the nested rig failed to start (tests/rig/run.sh '
               'exit 125)')
     return status

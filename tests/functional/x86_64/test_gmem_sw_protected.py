@@ -926,22 +926,14 @@ class SwProtectedVm(RigGuestTest):
                         conversion=conversion, extra=(
                             '-trace', 'kvm_gmem_hypercall_reject',
                             '-D', self.trace_log))
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            log.poll()
-            if any(l.startswith('gmem-checkpoint: convert_bad:')
-                   for l in log.lines):
-                # The guest got its answer and waits for an NMI.
-                status = self.vm.cmd('query-status')['status']
-                self.stats = self.vm.cmd('query-guest-memfd')
-                self.vm.cmd('inject-nmi')
-                self.finish(log)
-                return parse_fields(log.info('convert_bad')[0])['ret'], status
-            status = self.vm.cmd('query-status')['status']
-            if status != 'running':
-                return None, status
-            time.sleep(0.1)
-        self.fail('no answer and no stop in %ds' % self.timeout)
+        fields, status = self.checkpoint_or_stop(log, 'convert_bad')
+        if fields is None:
+            return None, status
+        # The guest got its answer and waits for an NMI.
+        self.stats = self.vm.cmd('query-guest-memfd')
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        return parse_fields(log.info('convert_bad')[0])['ret'], status
 
 
 class MemslotZapFaults(RigGuestTest):
@@ -1163,11 +1155,7 @@ class DeviceAssignment(RigGuestTest):
         subprocess.run(['prlimit', '--pid', str(pid),
                         '--memlock=%d:%d' % (locked, locked)], check=True)
         self.vm.cmd('inject-nmi')
-        try:
-            fields = self.checkpoint(log, 'vfio_refusal')
-        except AssertionError:
-            fields = None
-        status = self.vm.cmd('query-status')['status']
+        fields, status = self.checkpoint_or_stop(log, 'vfio_refusal')
         stats = self.vm.cmd('query-guest-memfd')
         subprocess.run(['prlimit', '--pid', str(pid),
                         '--memlock=unlimited:unlimited'], check=True)
