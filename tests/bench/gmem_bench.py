@@ -115,7 +115,13 @@ def ram_mapping_kib(pid, mem_mib):
     return best
 
 
-def footprint(qemu, kernel, args, mem_mib, tmp):
+def hugetlb_in_use_kib():
+    """2 MiB pages of L1's pool in use (allocated, not just reserved)."""
+    return (meminfo_kib('HugePages_Total') -
+            meminfo_kib('HugePages_Free')) * meminfo_kib('Hugepagesize')
+
+
+def footprint(qemu, kernel, args, mem_mib, tmp, hugetlb=False):
     """
     Boot the test guest, let it touch every page of its free RAM (for
     confidential guests: while shared, then again after accepting it
@@ -123,6 +129,8 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
     memory: QEMU's anonymous memory plus the guest_memfd pages the kernel
     allocated meanwhile, MiB of that which holds guest RAM: the RAM
     mapping plus private guest_memfd pages, MiB the guest touched).
+    With @hugetlb the RAM mapping is of huge pages from L1's pool, which
+    RssAnon and Rss do not count: the pool's pages in use count instead.
     """
     debugcon = os.path.join(tmp, 'debugcon-fp-%s.log' % time.monotonic_ns())
     # Confidential guests first fill memory while it is shared, then
@@ -130,6 +138,7 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
     tests = 'ram_inversions,accept_all,ram_pattern' \
         if 'sw-protected' in str(args) else 'ram_pattern'
     unevictable = meminfo_kib('Unevictable')
+    huge = hugetlb_in_use_kib()
     vm = QEMUMachine(qemu, base_temp_dir=tmp)
     vm.set_machine('q35')
     vm.add_args('-m', '%dM' % mem_mib, *args,
@@ -154,6 +163,9 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
             anon = int(re.search(r'^RssAnon:\s+(\d+) kB', f.read(), re.M)[1])
         gmem = max(meminfo_kib('Unevictable') - unevictable, 0)
         ram = ram_mapping_kib(vm.get_pid(), mem_mib)
+        if hugetlb:
+            ram = hugetlb_in_use_kib() - huge
+            anon += ram
         touched = sum(end - start for start, end in parse_ranges(
             parse_fields(line.split(': ', 2)[2])['ranges']))
         vm.cmd('inject-nmi')
@@ -165,6 +177,11 @@ def footprint(qemu, kernel, args, mem_mib, tmp):
     in_place = 'memory-backend-guest-memfd' in ' '.join(args)
     guest_ram = gmem if in_place else ram + gmem
     return boot, (anon + gmem) / 1024, guest_ram / 1024, touched / (1 << 20)
+
+
+def set_hugetlb_pool(pages):
+    with open('/proc/sys/vm/nr_hugepages', 'w') as f:
+        f.write('%d\n' % pages)
 
 
 def memslot_retouch(qemu, kernel, policy, confidential, tmp):
@@ -271,6 +288,7 @@ def main():
                   (name, boot, mib, ram, touched, ram / touched))
             sys.stdout.flush()
         print()
+        print()
         print('5. memslot change (ivshmem BAR 2 off and on), then re-touch of '
               '%d MiB (%d pages of 4 KiB), per memslot-zap policy'
               % (RETOUCH_MIB, RETOUCH_MIB << 8))
@@ -307,6 +325,31 @@ def main():
                 print('%-10s %12.1f %12.1f %10.3f' % (name, rate[0], rate[1],
                                                       rate[1] / rate[0]))
                 sys.stdout.flush()
+        print()
+        print('7. footprint on huge pages: the same %d MiB sw-protected guest '
+              'with its shared side on 2 MiB pages (memory-backend-memfd,'
+              'hugetlb=on), discard=sync' % FOOTPRINT_MIB)
+        print('%-46s %7s %9s %9s %8s %6s' % ('huge page policy', 'boot s',
+                                            'host MiB', 'RAM MiB',
+                                            'touched', 'ratio'))
+        set_hugetlb_pool(FOOTPRINT_MIB // 2 + 16)
+        huge = ['-object', 'memory-backend-memfd,id=ram0,size=%dM,'
+                'hugetlb=on,hugetlbsize=2M' % FOOTPRINT_MIB,
+                '-machine', 'memory-backend=ram0', *cgs]
+        try:
+            for name, opts in (
+                    ('given back once private (default)', ''),
+                    ('kept: guest-memfd-hugetlb-discard=off',
+                     ',guest-memfd-hugetlb-discard=off'),
+                    ('kept: QEMU 10.2.2 (legacy)', ',' + legacy)):
+                boot, mib, ram, touched = footprint(
+                    qemu, kernel, ['-accel', 'kvm' + opts, *huge],
+                    FOOTPRINT_MIB, tmp, hugetlb=True)
+                print('%-46s %7.2f %9.0f %9.1f %8.1f %6.3f' %
+                      (name, boot, mib, ram, touched, ram / touched))
+                sys.stdout.flush()
+        finally:
+            set_hugetlb_pool(0)
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '
           'no vCPU. Guest-driven rows pay a guest exit and re-entry per '
@@ -318,7 +361,8 @@ def main():
           'guest_memfd pages; RAM MiB only what holds guest RAM (the RAM '
           'mapping plus private pages); ratio = RAM MiB / touched '
           '(target <= 1.02; firmware and the guest image are not in '
-          '"touched").')
+          '"touched"). On huge pages, RAM MiB is the pool\'s pages in use '
+          'plus private pages.')
     print('memslot change: flt is KVM\'s pf_taken over the change and the '
           're-touch; s the host\'s clock over both. KVM zaps the whole VM '
           'only for ordinary VMs: for confidential VM types the two '

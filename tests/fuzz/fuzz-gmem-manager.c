@@ -9,8 +9,9 @@
  * equals KVM's attributes on every mapped page, a refused request changed
  * nothing (unless KVM refused to change a run back, which is counted),
  * every memory region reference is dropped, no lease covers a private
- * page, and a page that changed state reads zeros on its new side once
- * its pending discards are done.
+ * page, a page that changed state reads zeros on its new side once its
+ * pending discards are done, and a shared side of huge pages is freed
+ * only in whole huge pages that are private in every part.
  *
  * What cannot exist in a fuzzing process is a stand-in, and only that:
  * KVM (the attribute ioctl, whose per-page state the stand-in keeps and
@@ -20,7 +21,8 @@
  * (memory_region_find() and the flat view), and the RamDiscardManager
  * side of RamBlockAttributes (its bitmap, kept as upstream's
  * ram_block_attributes_state_change() keeps it, with a listener that can
- * refuse to populate). The manager's locks, queue, lease table, request
+ * refuse to populate), and the huge page pool of block 1, whose shared
+ * side is of huge pages (it can be empty). The manager's locks, queue, lease table, request
  * decoding and runs are the real ones. discard=async is left out: its
  * worker thread would make runs irreproducible; the ordering rule's
  * flush is covered through failed discards, which use the same queue.
@@ -47,6 +49,7 @@
 
 #define PAGE            4096ULL
 #define BLOCK_PAGES     64
+#define HUGE            (4 * PAGE)      /* block 1's shared side: hugetlb */
 #define GPA_PAGES       512             /* the guest physical universe */
 #define A_GPA           0               /* block A: GPA pages 0..63 */
 #define MMIO_GPA        (128 * PAGE)    /* 16 pages of MMIO */
@@ -58,9 +61,9 @@ typedef struct Block {
     RAMBlock rb;
     RamBlockAttributes attr;
     MemoryRegion mr;
+    /* The shared side, whose first word of each page the guest writes. */
     uint8_t host[BLOCK_PAGES * PAGE] __attribute__((aligned(4096)));
-    /* What each side of each page holds: 0 is "freed" (zeros). */
-    uint64_t shared_data[BLOCK_PAGES];
+    /* What the private side of each page holds: 0 is "freed" (zeros). */
     uint64_t private_data[BLOCK_PAGES];
     uint64_t gpa;                   /* where it is mapped, or UINT64_MAX */
     bool live;
@@ -76,10 +79,12 @@ static unsigned long kvm_private_beyond; /* private pages set past it */
 static struct {
     int set_attributes;             /* -errno, once */
     int discard;
-    bool populate;
+    bool populate;                  /* a listener refuses */
+    bool populate_shared;           /* the huge page pool is empty */
 } fail;
 
 static void (*reset_handler)(void *opaque);
+static bool in_reset;               /* the guest cannot run meanwhile */
 static RAMBlockNotifier *ram_notifier;
 
 /* Leases the harness holds, dropped at the end of each input. */
@@ -283,8 +288,30 @@ int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
         if (guest_memfd) {
             b->private_data[p] = 0;
         } else {
-            b->shared_data[p] = 0;
+            /*
+             * Huge pages go whole, and only when every part is private,
+             * or at reset (a stale copy the guest has not seen since).
+             */
+            assert(!(offset % rb->page_size) && !(size % rb->page_size));
+            assert(rb->page_size == PAGE || in_reset ||
+                   !test_bit(p, b->attr.bitmap));
+            memset(b->host + p * PAGE, 0, PAGE);
         }
+    }
+    return 0;
+}
+
+int kvm_gmem_kernel_populate_shared(RAMBlock *rb, uint64_t offset,
+                                    uint64_t size)
+{
+    Block *b = container_of(rb, Block, rb);
+
+    assert(b->live && rb->page_size == HUGE && size);
+    assert(!(offset % HUGE) && !(size % HUGE) &&
+           offset + size <= BLOCK_PAGES * PAGE);
+    if (fail.populate_shared) {
+        fail.populate_shared = false;
+        return -EFAULT;
     }
     return 0;
 }
@@ -338,7 +365,8 @@ static void guest_touch(Block *b, const bool *was_shared, bool pending)
 {
     for (unsigned p = 0; p < BLOCK_PAGES; p++) {
         bool shared = page_shared(b, p);
-        uint64_t *live = shared ? &b->shared_data[p] : &b->private_data[p];
+        uint64_t *live = shared ? (uint64_t *)(b->host + p * PAGE)
+                                : &b->private_data[p];
 
         if (shared != was_shared[p] && !pending) {
             assert(*live == 0);
@@ -540,11 +568,11 @@ static void setup(void)
         ASAN_UNPOISON_MEMORY_REGION(&b->rb, sizeof(b->rb));
         ASAN_UNPOISON_MEMORY_REGION(bitmaps[i], sizeof(bitmaps[i]));
         memset(b, 0, offsetof(Block, host));
-        memset(b->shared_data, 0, sizeof(b->shared_data));
+        memset(b->host, 0, sizeof(b->host));
         memset(b->private_data, 0, sizeof(b->private_data));
         b->rb.host = b->host;
         b->rb.guest_memfd = 100 + i;
-        b->rb.page_size = PAGE;
+        b->rb.page_size = i ? HUGE : PAGE;
         b->rb.used_length = b->rb.max_length = BLOCK_PAGES * PAGE;
         snprintf(b->rb.idstr, sizeof(b->rb.idstr), "block%d", i);
         b->rb.attributes = &b->attr;
@@ -572,6 +600,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kvm_gmem_config = (KvmGmemConfig) {
         .discard = GUEST_MEMFD_DISCARD_SYNC,
         .lease_timeout_ms = 0,
+        .hugetlb_discard = true,
     };
     if (booted && ram_notifier) {
         for (int i = 0; i < 2; i++) {
@@ -604,6 +633,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail.set_attributes = (op & 0x40) ? errs[c >> 14] : 0;
             fail.discard = (op & 0x20) ? errs[(c >> 12) & 3] : 0;
             fail.populate = op & 0x10;
+            fail.populate_shared = c & 0x100;
         }
         switch (op & 0xf) {
         case 0 ... 8:
@@ -621,9 +651,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 13:
             if (reset_handler) {
-                bool may_refuse = fail.set_attributes || fail.populate;
+                bool may_refuse = fail.set_attributes || fail.populate ||
+                                  fail.populate_shared;
 
+                in_reset = true;
                 reset_handler(NULL);
+                in_reset = false;
                 assert(mr_refs == 0);
                 /*
                  * Reset brings every live page back to shared, unless KVM

@@ -179,6 +179,59 @@ static void test_state_runs(void)
     g_rand_free(rand);
 }
 
+/*
+ * Whole private groups (huge pages of a hugetlb shared side): exactly the
+ * groups that overlap the range, lie wholly in the bitmap and have every
+ * block private, in maximal runs.
+ */
+static void test_private_groups(void)
+{
+    GRand *rand = g_rand_new_with_seed(0x687567);
+    static const unsigned long groups[] = { 1, 2, 8, 64, 128 };
+
+    for (int iter = 0; iter < 2000; iter++) {
+        DECLARE_BITMAP(shared, BLOCKS);
+        unsigned long group = groups[g_rand_int_range(rand, 0, 5)];
+        unsigned long start = g_rand_int_range(rand, 0, BLOCKS);
+        unsigned long end = g_rand_int_range(rand, start + 1, BLOCKS + 1);
+        unsigned long bit = start, first, last;
+        long prev_end = -1;
+        bool freed[BLOCKS] = { false };
+
+        bitmap_zero(shared, BLOCKS);
+        for (int b = 0; b < BLOCKS; b++) {
+            /* Mostly private, so that whole groups occur. */
+            if (!g_rand_int_range(rand, 0, 1 + 4 * group)) {
+                set_bit(b, shared);
+            }
+        }
+        while (kvm_gmem_next_private_groups(shared, BLOCKS, &bit, end, group,
+                                            &first, &last)) {
+            g_assert_cmpuint(first, <, last);
+            g_assert_cmpuint(first % group, ==, 0);
+            g_assert_cmpuint(last % group, ==, 0);
+            /* Maximal: a group that is not whole lies in between. */
+            g_assert_cmpint((long)first, >, prev_end);
+            for (unsigned long b = first; b < last; b++) {
+                freed[b] = true;
+            }
+            prev_end = last;
+        }
+        for (unsigned long g = 0; g + group <= BLOCKS; g += group) {
+            bool overlaps = g < end && g + group > start;
+            bool whole = find_next_bit(shared, g + group, g) >= g + group;
+
+            for (unsigned long b = g; b < g + group; b++) {
+                g_assert_cmpint(freed[b], ==, overlaps && whole);
+            }
+        }
+        for (unsigned long b = BLOCKS / group * group; b < BLOCKS; b++) {
+            g_assert_false(freed[b]);       /* a group cut short */
+        }
+    }
+    g_rand_free(rand);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -189,5 +242,6 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm-gmem/runs/empty-range", test_empty_range);
     g_test_add_func("/kvm-gmem/runs/model", test_model);
     g_test_add_func("/kvm-gmem/runs/state-runs", test_state_runs);
+    g_test_add_func("/kvm-gmem/runs/private-groups", test_private_groups);
     return g_test_run();
 }

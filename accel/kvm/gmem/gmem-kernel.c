@@ -16,6 +16,7 @@
 #include "qapi/qapi-commands-guest-memfd.h"
 #include "qemu/atomic.h"
 #include "qemu/lockable.h"
+#include "qemu/madvise.h"
 #include "qemu/thread.h"
 #include "system/kvm.h"
 #include "system/ramblock.h"
@@ -109,6 +110,21 @@ int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
             ret = guest_memfd ?
                   ram_block_discard_guest_memfd_range(rb, offset, size) :
                   ram_block_discard_range(rb, offset, size);
+        }
+    } while (gmem_retry(ret, &attempts));
+    return ret;
+}
+
+int kvm_gmem_kernel_populate_shared(RAMBlock *rb, uint64_t offset,
+                                    uint64_t size)
+{
+    int attempts = 0, ret;
+
+    do {
+        ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_POPULATE_SHARED);
+        if (!ret && qemu_madvise(rb->host + offset, size,
+                                 QEMU_MADV_POPULATE_WRITE)) {
+            ret = -errno;
         }
     } while (gmem_retry(ret, &attempts));
     return ret;

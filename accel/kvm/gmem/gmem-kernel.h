@@ -26,6 +26,14 @@ int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
 int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
                             bool guest_memfd);
 
+/*
+ * Allocate the shared side of [offset, offset + size) of @rb (huge pages:
+ * whole ones), so that the guest's touch finds it; -errno (-EFAULT or
+ * -ENOMEM) when the pool cannot give it, with part of it maybe allocated.
+ */
+int kvm_gmem_kernel_populate_shared(RAMBlock *rb, uint64_t offset,
+                                    uint64_t size);
+
 /* KVM_PRE_FAULT_MEMORY over the range, as far as KVM goes. */
 int kvm_gmem_kernel_pre_fault(CPUState *cpu, uint64_t gpa, uint64_t size);
 

@@ -16,6 +16,7 @@ typedef struct KvmGmemConfig {
     GuestMemfdDiscard discard;
     bool prefault;              /* map converted ranges before the guest */
     uint32_t lease_timeout_ms;
+    bool hugetlb_discard;       /* free whole private huge pages */
     KvmMemslotZap memslot_zap;  /* memslot-zap.c */
 } KvmGmemConfig;
 
@@ -32,6 +33,8 @@ typedef struct KvmGmemStats {
     uint64_t discard_backlog;   /* bytes of stale copies not freed yet */
     uint64_t leases;            /* host I/O leases held now */
     uint64_t lease_waits;       /* conversions that waited for leases */
+    uint64_t huge_freed;        /* bytes of huge pages given back */
+    uint64_t huge_populate_failures; /* huge pages the pool could not give */
 } KvmGmemStats;
 
 typedef struct KvmGmemBlockStats {

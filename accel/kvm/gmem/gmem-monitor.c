@@ -122,12 +122,16 @@ GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
     rej->leased = s.failures[KVM_GMEM_REJECT_LEASED];
     rej->listener = s.failures[KVM_GMEM_REJECT_LISTENER];
     rej->discard = s.failures[KVM_GMEM_REJECT_DISCARD];
+    rej->no_memory = s.failures[KVM_GMEM_REJECT_NO_MEMORY];
     info->rejected = rej;
     info->discard_backlog = s.discard_backlog;
     info->discard_failures = s.discard_failures;
     info->rollback_failures = s.rollback_failures;
     info->leases = s.leases;
     info->lease_waits = s.lease_waits;
+    info->hugetlb_discard = kvm_gmem_config.hugetlb_discard;
+    info->hugetlb_freed = s.huge_freed;
+    info->hugetlb_populate_failures = s.huge_populate_failures;
     info->memslot_zap = kvm_memslot_zap_query();
     return info;
 }
@@ -157,14 +161,18 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
     monitor_printf(mon, "kernel failures: %" PRIu64 " discards to retry, %"
                    PRIu64 " runs not rolled back\n", info->discard_failures,
                    info->rollback_failures);
+    monitor_printf(mon, "huge pages: %s, %" PRIu64 " bytes given back, "
+                   "%" PRIu64 " times none to take\n",
+                   info->hugetlb_discard ? "given back once private" : "kept",
+                   info->hugetlb_freed, info->hugetlb_populate_failures);
     monitor_printf(mon, "rejected: empty %" PRIu64 ", unaligned %" PRIu64
                    ", overflow %" PRIu64 ", reserved-bits %" PRIu64
                    ", page-size-hint %" PRIu64 ", not-guest-memfd %" PRIu64
                    ", kvm %" PRIu64 ", leased %" PRIu64 ", listener %" PRIu64
-                   ", discard %" PRIu64 "\n", r->empty, r->unaligned,
-                   r->overflow, r->reserved_bits, r->page_size_hint,
-                   r->not_guest_memfd, r->kvm, r->leased, r->listener,
-                   r->discard);
+                   ", discard %" PRIu64 ", no-memory %" PRIu64 "\n",
+                   r->empty, r->unaligned, r->overflow, r->reserved_bits,
+                   r->page_size_hint, r->not_guest_memfd, r->kvm, r->leased,
+                   r->listener, r->discard, r->no_memory);
     if (info->memslot_zap) {
         KvmMemslotZapInfo *z = info->memslot_zap;
 

@@ -20,6 +20,7 @@
 
 KvmGmemConfig kvm_gmem_config = {
     .lease_timeout_ms = 100,
+    .hugetlb_discard = true,
     .memslot_zap = KVM_MEMSLOT_ZAP_AUTO,
 };
 
@@ -58,6 +59,18 @@ static void gmem_set_lease_timeout(Object *obj, Visitor *v, const char *name,
 
     if (gmem_may_set(obj, errp) && visit_type_uint32(v, name, &value, errp)) {
         kvm_gmem_config.lease_timeout_ms = value;
+    }
+}
+
+static bool gmem_get_hugetlb_discard(Object *obj, Error **errp)
+{
+    return kvm_gmem_config.hugetlb_discard;
+}
+
+static void gmem_set_hugetlb_discard(Object *obj, bool value, Error **errp)
+{
+    if (gmem_may_set(obj, errp)) {
+        kvm_gmem_config.hugetlb_discard = value;
     }
 }
 
@@ -122,6 +135,15 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "(default: free it before answering), 'async' (free it from a "
         "worker thread, soon after) or 'none' (keep it; uses up to twice "
         "the memory)");
+    object_class_property_add_bool(oc, "guest-memfd-hugetlb-discard",
+                                   gmem_get_hugetlb_discard,
+                                   gmem_set_hugetlb_discard);
+    object_class_property_set_description(oc, "guest-memfd-hugetlb-discard",
+        "Whether a shared side of huge pages (hugetlbfs, memfd with "
+        "hugetlb=on) gives back a huge page once all of it is private, and "
+        "takes it from the pool again, or refuses, when part of it goes "
+        "shared (default on); off keeps every huge page, as QEMU 10.2 does, "
+        "at up to twice the memory");
     object_class_property_add_bool(oc, "guest-memfd-prefault",
                                    gmem_get_prefault, gmem_set_prefault);
     object_class_property_set_description(oc, "guest-memfd-prefault",

@@ -36,6 +36,7 @@ static const char *const reject_names[KVM_GMEM_REJECT__MAX] = {
     [KVM_GMEM_REJECT_LEASED] = "leased",
     [KVM_GMEM_REJECT_LISTENER] = "listener",
     [KVM_GMEM_REJECT_DISCARD] = "discard",
+    [KVM_GMEM_REJECT_NO_MEMORY] = "no-memory",
 };
 
 const char *kvm_gmem_reject_name(KvmGmemReject reject)
@@ -49,6 +50,7 @@ int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject)
     case KVM_GMEM_OK:
         return 0;
     case KVM_GMEM_REJECT_LEASED:
+    case KVM_GMEM_REJECT_NO_MEMORY:     /* the pool may refill */
         return MAP_GPA_RANGE_EAGAIN;    /* TDX: TDVMCALL_STATUS_RETRY */
     default:
         return MAP_GPA_RANGE_EINVAL;

@@ -21,6 +21,7 @@ typedef enum KvmGmemReject {
     KVM_GMEM_REJECT_LEASED,         /* host I/O kept a page going private */
     KVM_GMEM_REJECT_LISTENER,       /* a listener (VFIO) could not map it */
     KVM_GMEM_REJECT_DISCARD,        /* a stale copy could not be freed */
+    KVM_GMEM_REJECT_NO_MEMORY,      /* no huge page for the shared side */
     KVM_GMEM_REJECT__MAX,
 } KvmGmemReject;
 

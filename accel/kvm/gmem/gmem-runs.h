@@ -27,4 +27,24 @@ unsigned long kvm_gmem_state_run_end(const unsigned long *shared,
                                      unsigned long bit, unsigned long end,
                                      bool *is_shared);
 
+/*
+ * The group of @group blocks from block @g (a multiple of @group) lies
+ * wholly in the bitmap of @nbits blocks and every block of it is private.
+ */
+bool kvm_gmem_group_private(const unsigned long *shared, unsigned long nbits,
+                            unsigned long g, unsigned long group);
+
+/*
+ * The next maximal run [*run_start, *run_end) of whole, aligned groups of
+ * @group blocks that are all private, among the groups that overlap
+ * [*bit, end) in a bitmap of @nbits blocks; *bit moves past it. Returns
+ * false when there is none. A group is a huge page of a hugetlb shared
+ * side: only whole ones can be freed.
+ */
+bool kvm_gmem_next_private_groups(const unsigned long *shared,
+                                  unsigned long nbits, unsigned long *bit,
+                                  unsigned long end, unsigned long group,
+                                  unsigned long *run_start,
+                                  unsigned long *run_end);
+
 #endif

@@ -30,7 +30,12 @@
  *    copy is freed before its side can become the live one again;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again; a range a
- *    listener cannot map does not become shared.
+ *    listener cannot map does not become shared;
+ *  - a shared side of huge pages (hugetlb) is freed in whole huge pages
+ *    only, each once every part of it is private (the bitmap says which),
+ *    and a range of it becomes shared only once its huge pages are
+ *    allocated again: a touch of a page the pool could not give would be
+ *    a SIGBUS that ends QEMU, so the request is refused instead.
  *
  * Under gmem.lease_lock (taken after gmem.lock, never before):
  *  - a range's bits in the bitmap change only while a conversion fences
@@ -234,6 +239,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          KvmGmemConvertMode mode);
 static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size);
+static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque);
 static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
                          bool guest_memfd, bool now);
 
@@ -296,15 +302,20 @@ static void gmem_reset(void *opaque)
      * whatever the discard policy without this boot's private data: the
      * next boot may make a range private again and must find zeros (a
      * discard that fails stays pending, and is retried before then).
-     * Where KVM refused to make a mapped range shared, the record keeps
-     * what KVM kept; its private pages are freed all the same.
+     * A stale shared copy that still cannot be freed is zeroed instead:
+     * its range is shared now, and a discard later would free what the
+     * next boot wrote there. Where KVM refused to make a mapped range
+     * shared, the record keeps what KVM kept; its private pages are freed
+     * all the same.
      */
     QLIST_FOREACH(b, &gmem.blocks, next) {
         RamBlockAttributes *attr = b->rb->attributes;
         uint64_t size = gmem_block_bytes(b->rb);
         g_autofree unsigned long *kept = NULL;
 
-        gmem_flush_overlapping(b->rb, 0, size);
+        kvm_gmem_discard_queue_take_overlapping(&gmem.pending, b->rb, 0,
+                                                size, gmem_flush_one_or_zero,
+                                                NULL);
         gmem_discard(b->rb, 0, size, true, true);
         if (stuck->len) {
             kept = bitmap_new(attr->bitmap_size);
@@ -458,20 +469,17 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     return KVM_GMEM_OK;
 }
 
-/*
- * Free a stale copy now. Hugetlb backing of the shared side is
- * preallocated and kept, as upstream does. A discard that fails is
- * counted and returns false.
- */
+/* Free a stale copy now. A discard that fails is counted: false. */
 static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
                              bool guest_memfd)
 {
-    int ret = 0;
+    int ret;
 
     trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
                            guest_memfd ? "guest_memfd" : "shared");
-    if (guest_memfd || rb->page_size == qemu_real_host_page_size()) {
-        ret = kvm_gmem_kernel_discard(rb, offset, size, guest_memfd);
+    ret = kvm_gmem_kernel_discard(rb, offset, size, guest_memfd);
+    if (!ret && !guest_memfd && rb->page_size > qemu_real_host_page_size()) {
+        gmem.stats.huge_freed += size;
     }
     if (ret) {
         gmem.stats.discard_failures++;
@@ -521,8 +529,8 @@ static void *gmem_discard_worker(void *opaque)
 }
 
 /* Free a stale copy as the policy says; @now overrides it (reset). */
-static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
-                         bool guest_memfd, bool now)
+static void gmem_discard_as_policy(RAMBlock *rb, uint64_t offset,
+                                   uint64_t size, bool guest_memfd, bool now)
 {
     GuestMemfdDiscard policy = now ? GUEST_MEMFD_DISCARD_SYNC :
                                      kvm_gmem_config.discard;
@@ -552,11 +560,118 @@ static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
     qemu_cond_signal(&gmem.pending_cond);
 }
 
+/* The shared side of @rb is of huge pages (hugetlb). */
+static bool gmem_shared_side_huge(RAMBlock *rb)
+{
+    return rb->page_size > qemu_real_host_page_size();
+}
+
+/*
+ * Of a stale shared range of huge pages, free the whole huge pages that
+ * are private now; one that is private only in part is kept, and freed
+ * by the conversion of its last part. The queued or failed discard of a
+ * huge page covers all of it, so the ordering rule flushes it before any
+ * part of it changes again.
+ */
+static void gmem_discard_huge(RAMBlock *rb, uint64_t offset, uint64_t size,
+                              bool now)
+{
+    const uint64_t bs = qemu_real_host_page_size();
+    RamBlockAttributes *attr = rb->attributes;
+    unsigned long bit = offset / bs, first, last;
+    const unsigned long end = DIV_ROUND_UP(offset + size, bs);
+
+    if (!kvm_gmem_config.hugetlb_discard) {
+        return;     /* kept, as QEMU 10.2 does */
+    }
+    while (kvm_gmem_next_private_groups(attr->bitmap, attr->bitmap_size,
+                                        &bit, end, rb->page_size / bs,
+                                        &first, &last)) {
+        gmem_discard_as_policy(rb, first * bs, (last - first) * bs, false,
+                               now);
+    }
+}
+
+/* Free a stale copy: the guest_memfd's, or the shared one. */
+static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
+                         bool guest_memfd, bool now)
+{
+    if (!guest_memfd && gmem_shared_side_huge(rb)) {
+        gmem_discard_huge(rb, offset, size, now);
+    } else {
+        gmem_discard_as_policy(rb, offset, size, guest_memfd, now);
+    }
+}
+
+/*
+ * Of a private run going shared, the parts in huge pages that were kept
+ * (private in part only) still hold what they held when last shared:
+ * zero them, as a discard would have. Wholly private huge pages were
+ * freed, and come back zeroed.
+ */
+static void gmem_zero_kept_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    const uint64_t bs = qemu_real_host_page_size();
+    RamBlockAttributes *attr = rb->attributes;
+    uint64_t end = offset + size;
+
+    for (uint64_t hp = QEMU_ALIGN_DOWN(offset, rb->page_size); hp < end;
+         hp += rb->page_size) {
+        uint64_t from = MAX(hp, offset), to = MIN(hp + rb->page_size, end);
+
+        if (!kvm_gmem_group_private(attr->bitmap, attr->bitmap_size, hp / bs,
+                                    rb->page_size / bs)) {
+            memset((uint8_t *)rb->host + from, 0, to - from);
+        }
+    }
+}
+
+/*
+ * Before a private run of a shared side of huge pages becomes shared:
+ * allocate its huge pages, so that the guest's touch cannot find the pool
+ * empty, and clear what kept ones hold. False if the pool cannot give
+ * them; the run stays private, and gmem_convert_pieces() gives back what
+ * was allocated.
+ */
+static bool gmem_populate_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    uint64_t start = QEMU_ALIGN_DOWN(offset, rb->page_size);
+    uint64_t end = QEMU_ALIGN_UP(offset + size, rb->page_size);
+    int ret;
+
+    if (!gmem_shared_side_huge(rb) || !kvm_gmem_config.hugetlb_discard) {
+        return true;
+    }
+    ret = kvm_gmem_kernel_populate_shared(rb, start, end - start);
+    if (!ret) {
+        if (kvm_gmem_config.discard != GUEST_MEMFD_DISCARD_NONE) {
+            gmem_zero_kept_huge(rb, offset, size);
+        }
+        return true;
+    }
+    trace_kvm_gmem_kernel_failed("populate-shared", start, end - start, ret);
+    gmem.stats.huge_populate_failures++;
+    return false;
+}
+
 static bool gmem_flush_one(KvmGmemDiscard *d, void *opaque)
 {
     trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(d->block), d->offset,
                                  d->size);
     return gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
+}
+
+/* Reset's flush: a shared copy that cannot be freed is zeroed in place. */
+static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque)
+{
+    if (gmem_flush_one(d, opaque)) {
+        return true;
+    }
+    if (d->guest_memfd) {
+        return false;   /* retried before the range can go private again */
+    }
+    memset((uint8_t *)((RAMBlock *)d->block)->host + d->offset, 0, d->size);
+    return true;
 }
 
 /*
@@ -595,6 +710,9 @@ static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
 
     trace_kvm_gmem_convert_run(gpa, run->size,
                                to_private ? "private" : "shared");
+    if (!to_private && !gmem_populate_huge(p->rb, run->offset, run->size)) {
+        return KVM_GMEM_REJECT_NO_MEMORY;
+    }
     if (to_private) {
         /* Listeners drop the range while QEMU may still map it. */
         ram_block_attributes_state_change(attr, run->offset, run->size, true);
@@ -698,6 +816,10 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
         KvmGmemBlockStats *st = &gmem_block(p->rb)->stats;
 
         if (!run->done) {
+            if (!to_private && gmem_shared_side_huge(p->rb)) {
+                /* Private still: what gmem_populate_huge() allocated. */
+                gmem_discard_huge(p->rb, run->offset, run->size, true);
+            }
             continue;
         }
         if (mode != GMEM_CONVERT_LAUNCH) {

@@ -1009,6 +1009,154 @@ def kernel_log():
                           check=True).stdout.splitlines()
 
 
+def hugetlb_pool():
+    """L1's pool of 2 MiB pages: (free, reserved) from /proc/meminfo."""
+    fields = {}
+    with open('/proc/meminfo') as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            fields[key] = int(value.split()[0])
+    return fields['HugePages_Free'], fields['HugePages_Rsvd']
+
+
+def set_hugetlb_pool(pages):
+    """Ask for @pages 2 MiB pages; the kernel keeps those in use."""
+    with open('/proc/sys/vm/nr_hugepages', 'w') as f:
+        f.write('%d\n' % pages)
+
+
+class HugetlbSharedSide(RigGuestTest):
+    """
+    A sw-protected-vm guest whose RAM's shared side is of 2 MiB huge
+    pages (memory-backend-memfd,hugetlb=on), watched through L1's pool:
+    the huge pages the guest makes private go back to it, a huge page
+    private in part is kept, and sharing with the pool empty is refused
+    with EAGAIN, not a SIGBUS. QEMU 10.2.2 (and
+    guest-memfd-hugetlb-discard=off) keep every huge page.
+    """
+
+    POOL = 96           # 192 MiB for a 128 MiB guest
+
+    def setUp(self):
+        super().setUp()
+        if not os.path.exists('/proc/sys/vm/nr_hugepages'):
+            self.skipTest('no hugetlbfs here')
+        set_hugetlb_pool(self.POOL)
+        if hugetlb_pool()[0] < 64:
+            self.skipTest('L1 cannot reserve 64 huge pages')
+
+    def tearDown(self):
+        super().tearDown()
+        set_hugetlb_pool(0)
+
+    def boot_huge(self, command_line, accel=''):
+        return self.launch_guest(
+            command_line, '-accel', 'kvm' + accel, '-m', '128M',
+            '-object', 'memory-backend-memfd,id=ram0,size=128M,hugetlb=on,'
+            'hugetlbsize=2M', '-machine', 'memory-backend=ram0',
+            *sw_protected_vm_args())
+
+    def pool_at(self, log, phase):
+        """
+        At the guest's checkpoint @phase, once discard=async's worker has
+        caught up: (its fields, free pages).
+        """
+        fields = self.checkpoint(log, 'huge_accept')
+        self.assertEqual(fields['phase'], phase)
+        deadline = time.monotonic() + 30
+        while self.vm.cmd('query-guest-memfd')['discard-backlog']:
+            self.assertLess(time.monotonic(), deadline, 'backlog stays')
+            time.sleep(0.05)
+        return fields, hugetlb_pool()[0]
+
+    def accept_and_watch(self, accel, drain=False, keep=False):
+        """
+        The guest's huge_accept, with the pool's free pages read at each
+        checkpoint. Returns ({phase: free pages}, the accepted bytes, the
+        guest's page, the checkpoint fields of the drain phases).
+        """
+        log = self.boot_huge('huge_accept checkpoints=1 drain=%d keep=%d'
+                             % (drain, keep), accel)
+        free, seen = {}, {}
+        for phase in ('touched', 'accepted', 'shared_again', 'partial',
+                      'whole'):
+            seen[phase], free[phase] = self.pool_at(log, phase)
+            self.vm.cmd('inject-nmi')
+        accepted = int(seen['accepted']['accepted'])
+        page = int(seen['accepted']['page'], 0)
+        # One run of huge pages, [page, page + accepted).
+        self.assertEqual(int(seen['accepted']['end'], 0), page + accepted)
+        if drain:
+            self.pool_at(log, 'drain')
+            set_hugetlb_pool(0)
+            free['drained'] = hugetlb_pool()[0] - hugetlb_pool()[1]
+            self.vm.cmd('inject-nmi')
+            seen['refused'], _ = self.pool_at(log, 'refused')
+            seen['refused']['status'] = self.vm.cmd('query-status')['status']
+            seen['refused']['stats'] = self.vm.cmd('query-guest-memfd')
+            set_hugetlb_pool(self.POOL)
+            self.vm.cmd('inject-nmi')
+            self.pool_at(log, 'retried')
+            # QEMU's side of the huge pages still private: no secret,
+            # zeros (a read faults fresh huge pages in: the pool counts
+            # are done). The first and the last are shared now.
+            private = (page + (2 << 20), accepted - 2 * (2 << 20))
+            seen['qemu_side'] = [
+                count_secret_words(self.vm, self.workdir, *private),
+                int(read_words(self.vm, self.workdir, *private).any())]
+            self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['huge_accept'], ('PASS', ''))
+        self.log.info('hugetlb (%s): pool %s, accepted %d', accel or 'on',
+                      free, accepted)
+        return free, accepted, page, seen
+
+    def test_private_huge_pages_go_back_to_the_pool(self):
+        self.pool_rules(*self.accept_and_watch('', drain=True))
+
+    def test_private_huge_pages_go_back_async(self):
+        # The worker frees them: the same rules once it has caught up.
+        self.pool_rules(*self.accept_and_watch(',guest-memfd-discard=async',
+                                               drain=True))
+
+    def pool_rules(self, free, accepted, _page, seen):
+        self.assertGreaterEqual(accepted, 64 << 20)
+        # Every accepted huge page went back; the one shared again came
+        # back from the pool, and went back only with its last 4 KiB.
+        self.assertEqual(free['accepted'] - free['touched'],
+                         accepted // (2 << 20))
+        self.assertEqual(free['accepted'] - free['shared_again'], 1)
+        self.assertEqual(free['partial'], free['shared_again'])
+        self.assertEqual(free['whole'], free['accepted'])
+        # The pool empty: the guest is told to try again (EAGAIN), the
+        # page stays private with its data, QEMU runs on.
+        refused = seen['refused']
+        self.assertEqual(free['drained'], 0)
+        self.assertEqual((refused['ret'], refused['intact'],
+                          refused['status']), ('11', '512', 'running'))
+        self.assertEqual(refused['stats']['rejected']['no-memory'], 1)
+        self.assertEqual(refused['stats']['hugetlb-populate-failures'], 1)
+        # The accepted pages, the page once whole again, and once more
+        # after the refused share (given back, whether or not allocated).
+        self.assertEqual(refused['stats']['hugetlb-freed'],
+                         accepted + 2 * (2 << 20))
+        self.assertEqual(seen['qemu_side'], [0, 0])
+
+    def test_private_huge_pages_kept_when_off(self):
+        # Every huge page stays, and a page shared again shows what it
+        # held while shared before (the guest checks): stale, not secret.
+        free, accepted, _, _ = self.accept_and_watch(
+            ',guest-memfd-hugetlb-discard=off', keep=True)
+        self.assertGreaterEqual(accepted, 64 << 20)
+        self.assertEqual(len(set(free.values())), 1, free)
+
+    def test_private_huge_pages_kept_legacy_baseline(self):
+        free, accepted, _, _ = self.accept_and_watch(
+            ',guest-memfd-conversion=legacy', keep=True)
+        self.assertGreaterEqual(accepted, 64 << 20)
+        self.assertEqual(len(set(free.values())), 1, free)
+
+
 class DeviceAssignment(RigGuestTest):
     """
     A real VFIO device (QEMU's edu, a DMA engine, emulated by the rig's L0
