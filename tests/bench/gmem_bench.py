@@ -34,17 +34,35 @@ from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
                                   vfio_edu)
 
 CHUNKS = [(4096, int(os.environ.get('BENCH_ROUNDS_4K', '500'))),
+          (64 << 10, int(os.environ.get('BENCH_ROUNDS_64K', '300'))),
           (2 << 20, int(os.environ.get('BENCH_ROUNDS_2M', '100')))]
+# The kernel calls of a conversion, as query-guest-memfd names them.
+CALLS = ('set-attributes', 'discard-shared', 'discard-private')
+
+
+def chunk_name(chunk):
+    return '%dMiB' % (chunk >> 20) if chunk >= 1 << 20 else \
+        '%dKiB' % (chunk >> 10)
 ACCEPT_MEM_MIB = int(os.environ.get('BENCH_ACCEPT_MIB', '512'))
 FOOTPRINT_MIB = int(os.environ.get('BENCH_FOOTPRINT_MIB', '256'))
 RETOUCH_MIB = int(os.environ.get('BENCH_RETOUCH_MIB', '256'))
 
 
 def bare(tool, chunk, rounds):
+    """gmem-convert-bare's fields: per_second, and us per call kind."""
     out = subprocess.run([tool, str(chunk), str(rounds)], check=True,
                          capture_output=True, text=True).stdout
-    fields = dict(w.split('=') for w in out.split()[1:])
-    return float(fields['per_second'])
+    return {k: float(v) for k, v in (w.split('=') for w in out.split()[1:])}
+
+
+def per_call_us(stats):
+    """{call: (calls per request, us per call)} from query-guest-memfd."""
+    out = {}
+    for c in stats['kernel-calls']:
+        if c['call'] in CALLS:
+            out[c['call']] = (c['calls'] / stats['requests'],
+                              c['ns'] / 1000 / max(c['calls'], 1))
+    return out
 
 
 def guest_run(qemu, kernel, tmp, qemu_args, command_line, host_side, what):
@@ -198,6 +216,12 @@ def memslot_retouch(qemu, kernel, policy, confidential, tmp):
     return faults, seconds
 
 
+def want(row):
+    """BENCH_ROWS=1,4 runs rows 1 (with 2) and 4 only; all by default."""
+    rows = os.environ.get('BENCH_ROWS')
+    return not rows or str(row) in rows.split(',')
+
+
 def main():
     cache = os.environ['QEMU_GMEM_CACHE']
     qemu = os.path.join(cache, 'build', 'qemu-system-x86_64')
@@ -209,147 +233,172 @@ def main():
 
     print('gmem bench, nested rig (KVM_X86_SW_PROTECTED_VM under TCG)')
     print()
-    print('1. conversions per second (a round trip is 2 conversions)')
-    print('%-6s %10s %10s %10s %10s %9s %9s' % (
-        'chunk', 'bare', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
-        'async/leg'))
-    cost = []
     with tempfile.TemporaryDirectory(prefix='gmem-bench-') as tmp:
-        for chunk, rounds in CHUNKS:
-            args = 'chunk=%d count=%d' % (chunk, rounds)
-            b = bare(tool, chunk, rounds * 4)
-            rate = {}
-            for name, opts in (('legacy', legacy), ('manager', manager),
-                               ('async', manager_async)):
-                seconds, stats = timed_guest_loop(qemu, kernel, opts,
-                                                  'convert_bench', args,
-                                                  '256M', tmp)
-                rate[name] = 2 * rounds / seconds
-                if name == 'manager':
-                    cost.append((chunk, stats['busy-ns'] / stats['requests'],
-                                 stats['kernel-ns'] / stats['requests'],
-                                 1e9 / b))
-            print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f' % (
-                '4KiB' if chunk == 4096 else '2MiB', b, rate['legacy'],
-                rate['manager'], rate['async'],
-                rate['manager'] / rate['legacy'],
-                rate['async'] / rate['legacy']))
-            sys.stdout.flush()
-
-        print()
-        print('2. cost of one conversion inside QEMU (manager, sync) against '
-              'the bare KVM work')
-        print('%-6s %11s %11s %9s %9s %10s' % (
-            'chunk', 'manager us', 'kernel us', 'bare us', 'mgr/bare',
-            'mgr/kernel'))
-        for chunk, mgr_ns, kernel_ns, bare_ns in cost:
-            print('%-6s %11.2f %11.2f %9.2f %9.3f %10.3f' % (
-                '4KiB' if chunk == 4096 else '2MiB', mgr_ns / 1000,
-                kernel_ns / 1000, bare_ns / 1000, mgr_ns / bare_ns,
-                mgr_ns / kernel_ns))
-        sys.stdout.flush()
-
-        print()
-        print('3. boot-time accept: %d MiB guest makes all free RAM private '
-              'in 2 MiB steps' % ACCEPT_MEM_MIB)
-        print('%-34s %10s %12s' % ('path', 'seconds', 'vs legacy'))
-        base = None
-        for name, opts in (
-                ('legacy (pre-faults each range)', legacy),
-                ('manager, prefault=off (default)', manager),
-                ('manager, prefault=on', manager + ',guest-memfd-prefault=on'),
-                ('manager, discard=async', manager_async)):
-            seconds, _ = timed_guest_loop(qemu, kernel, opts, 'accept_all',
-                                          '', '%dM' % ACCEPT_MEM_MIB, tmp)
-            base = base or seconds
-            print('%-34s %10.3f %11.2fx' % (name, seconds, base / seconds))
-            sys.stdout.flush()
-        print()
-        print('4. footprint: a %d MiB guest touches every page of its free '
-              'RAM (confidential guests: first while shared, then again '
-              'after accepting it all)' % FOOTPRINT_MIB)
-        print('%-46s %7s %9s %9s %8s %6s' % ('guest RAM', 'boot s',
-                                            'host MiB', 'RAM MiB',
-                                            'touched', 'ratio'))
-        inplace = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
-                   % FOOTPRINT_MIB, '-machine', 'memory-backend=m0,smm=off']
-        cgs = sw_protected_vm_args()
-        for name, args in (
-                ('plain anonymous RAM', ['-accel', 'kvm']),
-                ('in place: memory-backend-guest-memfd',
-                 ['-accel', 'kvm', *inplace]),
-                ('split (sw-protected, all private, discard=sync)',
-                 ['-accel', 'kvm,guest-memfd-discard=sync', *cgs]),
-                ('split (sw-protected, all private, discard=none)',
-                 ['-accel', 'kvm,guest-memfd-discard=none', *cgs])):
-            boot, mib, ram, touched = footprint(qemu, kernel, args,
-                                                FOOTPRINT_MIB, tmp)
-            print('%-46s %7.2f %9.0f %9.1f %8.1f %6.3f' %
-                  (name, boot, mib, ram, touched, ram / touched))
-            sys.stdout.flush()
-        print()
-        print()
-        print('5. memslot change (ivshmem BAR 2 off and on), then re-touch of '
-              '%d MiB (%d pages of 4 KiB), per memslot-zap policy'
-              % (RETOUCH_MIB, RETOUCH_MIB << 8))
-        print('%-34s %9s %9s %9s %9s %9s' % (
-            'guest', 'all flt', 'tgt flt', 'all s', 'tgt s', 'all/tgt s'))
-        for name, confidential in (('ordinary VM (type 0)', False),
-                                   ('sw-protected-vm, half private', True)):
-            (fa, sa), (ft, st) = (
-                memslot_retouch(qemu, kernel, policy, confidential, tmp)
-                for policy in ('all', 'targeted'))
-            print('%-34s %9d %9d %9.3f %9.3f %9.2f' % (name, fa, ft, sa, st,
-                                                      sa / st))
-            sys.stdout.flush()
-        edu = vfio_edu()
-        print()
-        print('6. 4 KiB conversions per second with an assigned device '
-              '(edu through vfio-pci: each conversion also unmaps or maps '
-              'a page in the IOMMU)')
-        if not edu:
-            print('   skipped: no edu bound to vfio-pci (the rig with '
-                  'RIG_VFIO=1)')
-        else:
-            rounds = CHUNKS[0][1]
-            args = 'chunk=4096 count=%d' % rounds
-            print('%-10s %12s %12s %10s' % ('path', 'no device', 'device',
-                                            'dev/none'))
-            for name, opts in (('legacy', legacy), ('manager', manager)):
-                rate = []
-                for extra in ((), ('-device', 'vfio-pci,host=' + edu)):
-                    seconds, _ = timed_guest_loop(qemu, kernel, opts,
-                                                  'convert_bench', args,
-                                                  '128M', tmp, extra)
-                    rate.append(2 * rounds / seconds)
-                print('%-10s %12.1f %12.1f %10.3f' % (name, rate[0], rate[1],
-                                                      rate[1] / rate[0]))
+        if want(1):
+            print('1. conversions per second (a round trip is 2 conversions)')
+            print('%-6s %10s %10s %10s %10s %9s %9s' % (
+                'chunk', 'bare', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
+                'async/leg'))
+            cost = []
+            for chunk, rounds in CHUNKS:
+                args = 'chunk=%d count=%d' % (chunk, rounds)
+                bare_fields = bare(tool, chunk, rounds * 4)
+                b = bare_fields['per_second']
+                rate = {}
+                for name, opts in (('legacy', legacy), ('manager', manager),
+                                   ('async', manager_async)):
+                    seconds, stats = timed_guest_loop(qemu, kernel, opts,
+                                                      'convert_bench', args,
+                                                      '256M', tmp)
+                    rate[name] = 2 * rounds / seconds
+                    if name == 'manager':
+                        n = stats['requests']
+                        cost.append((chunk, stats['busy-ns'] / n,
+                                     stats['kernel-ns'] / n,
+                                     1e9 / b, per_call_us(stats), bare_fields))
+                print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f' % (
+                    chunk_name(chunk), b, rate['legacy'],
+                    rate['manager'], rate['async'],
+                    rate['manager'] / rate['legacy'],
+                    rate['async'] / rate['legacy']))
                 sys.stdout.flush()
-        print()
-        print('7. footprint on huge pages: the same %d MiB sw-protected guest '
-              'with its shared side on 2 MiB pages (memory-backend-memfd,'
-              'hugetlb=on), discard=sync' % FOOTPRINT_MIB)
-        print('%-46s %7s %9s %9s %8s %6s' % ('huge page policy', 'boot s',
-                                            'host MiB', 'RAM MiB',
-                                            'touched', 'ratio'))
-        set_hugetlb_pool(FOOTPRINT_MIB // 2 + 16)
-        huge = ['-object', 'memory-backend-memfd,id=ram0,size=%dM,'
-                'hugetlb=on,hugetlbsize=2M' % FOOTPRINT_MIB,
-                '-machine', 'memory-backend=ram0', *cgs]
-        try:
+
+            print()
+            print('2. cost of one conversion inside QEMU (manager, sync) '
+                  'against the bare KVM work')
+            print('%-6s %11s %11s %9s %9s %10s' % (
+                'chunk', 'manager us', 'kernel us', 'bare us', 'mgr/bare',
+                'mgr/kernel'))
+            for chunk, mgr_ns, kernel_ns, bare_ns, _, _ in cost:
+                print('%-6s %11.2f %11.2f %9.2f %9.3f %10.3f' % (
+                    chunk_name(chunk), mgr_ns / 1000,
+                    kernel_ns / 1000, bare_ns / 1000, mgr_ns / bare_ns,
+                    mgr_ns / kernel_ns))
+            print()
+            print('2b. each kernel call of a conversion: us per call in the '
+                  'running VM (manager, sync) and in the bare harness, and '
+                  'calls per request')
+            print('%-6s %-16s %8s %9s %9s %9s' % ('chunk', 'call', 'per req',
+                                                 'VM us', 'bare us',
+                                                 'VM/bare'))
+            for chunk, _, _, _, calls, bare_fields in cost:
+                for call in CALLS:
+                    per_req, us = calls.get(call, (0, 0))
+                    bare_us = bare_fields[call.replace('-', '_') + '_us']
+                    print('%-6s %-16s %8.2f %9.2f %9.2f %9.3f' % (
+                        chunk_name(chunk), call, per_req, us, bare_us,
+                        us / bare_us if bare_us else 0))
+            sys.stdout.flush()
+
+        if want(3):
+            print()
+            print('3. boot-time accept: %d MiB guest makes all free RAM '
+                  'private in 2 MiB steps' % ACCEPT_MEM_MIB)
+            print('%-34s %10s %12s' % ('path', 'seconds', 'vs legacy'))
+            base = None
             for name, opts in (
-                    ('given back once private (default)', ''),
-                    ('kept: guest-memfd-hugetlb-discard=off',
-                     ',guest-memfd-hugetlb-discard=off'),
-                    ('kept: QEMU 10.2.2 (legacy)', ',' + legacy)):
-                boot, mib, ram, touched = footprint(
-                    qemu, kernel, ['-accel', 'kvm' + opts, *huge],
-                    FOOTPRINT_MIB, tmp, hugetlb=True)
+                    ('legacy (pre-faults each range)', legacy),
+                    ('manager, prefault=off (default)', manager),
+                    ('manager, prefault=on',
+                     manager + ',guest-memfd-prefault=on'),
+                    ('manager, discard=async', manager_async)):
+                seconds, _ = timed_guest_loop(qemu, kernel, opts, 'accept_all',
+                                              '', '%dM' % ACCEPT_MEM_MIB, tmp)
+                base = base or seconds
+                print('%-34s %10.3f %11.2fx' % (name, seconds, base / seconds))
+                sys.stdout.flush()
+        if want(4):
+            print()
+            print('4. footprint: a %d MiB guest touches every page of its '
+                  'free RAM (confidential guests: first while shared, then '
+                  'again after accepting it all)' % FOOTPRINT_MIB)
+            print('%-46s %7s %9s %9s %8s %6s' % ('guest RAM', 'boot s',
+                                                'host MiB', 'RAM MiB',
+                                                'touched', 'ratio'))
+            inplace = ['-object', 'memory-backend-guest-memfd,id=m0,size=%dM'
+                       % FOOTPRINT_MIB,
+                       '-machine', 'memory-backend=m0,smm=off']
+            cgs = sw_protected_vm_args()
+            for name, args in (
+                    ('plain anonymous RAM', ['-accel', 'kvm']),
+                    ('in place: memory-backend-guest-memfd',
+                     ['-accel', 'kvm', *inplace]),
+                    ('split (sw-protected, all private, discard=sync)',
+                     ['-accel', 'kvm,guest-memfd-discard=sync', *cgs]),
+                    ('split (sw-protected, all private, discard=none)',
+                     ['-accel', 'kvm,guest-memfd-discard=none', *cgs])):
+                boot, mib, ram, touched = footprint(qemu, kernel, args,
+                                                    FOOTPRINT_MIB, tmp)
                 print('%-46s %7.2f %9.0f %9.1f %8.1f %6.3f' %
                       (name, boot, mib, ram, touched, ram / touched))
                 sys.stdout.flush()
-        finally:
-            set_hugetlb_pool(0)
+        if want(5):
+            print()
+            print('5. memslot change (ivshmem BAR 2 off and on), then '
+                  're-touch of %d MiB (%d pages of 4 KiB), per memslot-zap '
+                  'policy' % (RETOUCH_MIB, RETOUCH_MIB << 8))
+            print('%-34s %9s %9s %9s %9s %9s' % (
+                'guest', 'all flt', 'tgt flt', 'all s', 'tgt s', 'all/tgt s'))
+            for name, confidential in (('ordinary VM (type 0)', False),
+                                       ('sw-protected-vm, half private',
+                                        True)):
+                (fa, sa), (ft, st) = (
+                    memslot_retouch(qemu, kernel, policy, confidential, tmp)
+                    for policy in ('all', 'targeted'))
+                print('%-34s %9d %9d %9.3f %9.3f %9.2f' % (
+                    name, fa, ft, sa, st, sa / st))
+                sys.stdout.flush()
+            edu = vfio_edu()
+        if want(6):
+            print()
+            print('6. 4 KiB conversions per second with an assigned device '
+                  '(edu through vfio-pci: each conversion also unmaps or maps '
+                  'a page in the IOMMU)')
+            if not edu:
+                print('   skipped: no edu bound to vfio-pci (the rig with '
+                      'RIG_VFIO=1)')
+            else:
+                rounds = CHUNKS[0][1]
+                args = 'chunk=4096 count=%d' % rounds
+                print('%-10s %12s %12s %10s' % ('path', 'no device', 'device',
+                                                'dev/none'))
+                for name, opts in (('legacy', legacy), ('manager', manager)):
+                    rate = []
+                    for extra in ((), ('-device', 'vfio-pci,host=' + edu)):
+                        seconds, _ = timed_guest_loop(qemu, kernel, opts,
+                                                      'convert_bench', args,
+                                                      '128M', tmp, extra)
+                        rate.append(2 * rounds / seconds)
+                    print('%-10s %12.1f %12.1f %10.3f' % (
+                        name, rate[0], rate[1], rate[1] / rate[0]))
+                    sys.stdout.flush()
+        if want(7):
+            print()
+            print('7. footprint on huge pages: the same %d MiB sw-protected '
+                  'guest with its shared side on 2 MiB pages '
+                  '(memory-backend-memfd,hugetlb=on), discard=sync'
+                  % FOOTPRINT_MIB)
+            print('%-46s %7s %9s %9s %8s %6s' % ('huge page policy', 'boot s',
+                                                'host MiB', 'RAM MiB',
+                                                'touched', 'ratio'))
+            set_hugetlb_pool(FOOTPRINT_MIB // 2 + 16)
+            huge = ['-object', 'memory-backend-memfd,id=ram0,size=%dM,'
+                    'hugetlb=on,hugetlbsize=2M' % FOOTPRINT_MIB,
+                    '-machine', 'memory-backend=ram0', *cgs]
+            try:
+                for name, opts in (
+                        ('given back once private (default)', ''),
+                        ('kept: guest-memfd-hugetlb-discard=off',
+                         ',guest-memfd-hugetlb-discard=off'),
+                        ('kept: QEMU 10.2.2 (legacy)', ',' + legacy)):
+                    boot, mib, ram, touched = footprint(
+                        qemu, kernel, ['-accel', 'kvm' + opts, *huge],
+                        FOOTPRINT_MIB, tmp, hugetlb=True)
+                    print('%-46s %7.2f %9.0f %9.1f %8.1f %6.3f' %
+                          (name, boot, mib, ram, touched, ram / touched))
+                    sys.stdout.flush()
+            finally:
+                set_hugetlb_pool(0)
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '
           'no vCPU. Guest-driven rows pay a guest exit and re-entry per '

@@ -18,6 +18,7 @@
 #include "qemu/lockable.h"
 #include "qemu/madvise.h"
 #include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "system/kvm.h"
 #include "system/ramblock.h"
 #include "gmem-kernel.h"
@@ -33,6 +34,29 @@ static struct {
     uint32_t skip;              /* calls let through before failing */
     uint32_t count;             /* calls still to fail; 0: disarmed */
 } inject;
+
+/* Updated without a lock: pre-faults run outside the manager's lock. */
+static KvmGmemKernelStats gmem_kernel_stats[GUEST_MEMFD_KERNEL_CALL__MAX];
+
+static void gmem_kernel_account(GuestMemfdKernelCall call, int64_t t0,
+                                int ret)
+{
+    KvmGmemKernelStats *s = &gmem_kernel_stats[call];
+
+    qatomic_add(&s->calls, 1);
+    qatomic_add(&s->ns, get_clock() - t0);
+    if (ret) {
+        qatomic_add(&s->failures, 1);
+    }
+}
+
+void kvm_gmem_kernel_read_stats(GuestMemfdKernelCall call,
+                                KvmGmemKernelStats *stats)
+{
+    stats->calls = qatomic_read(&gmem_kernel_stats[call].calls);
+    stats->failures = qatomic_read(&gmem_kernel_stats[call].failures);
+    stats->ns = qatomic_read(&gmem_kernel_stats[call].ns);
+}
 
 static void __attribute__((constructor)) gmem_kernel_init(void)
 {
@@ -88,11 +112,14 @@ int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
     int attempts = 0, ret;
 
     do {
+        int64_t t0 = get_clock();
+
         ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_SET_ATTRIBUTES);
         if (!ret) {
             ret = to_private ? kvm_set_memory_attributes_private(gpa, size)
                              : kvm_set_memory_attributes_shared(gpa, size);
         }
+        gmem_kernel_account(GUEST_MEMFD_KERNEL_CALL_SET_ATTRIBUTES, t0, ret);
     } while (gmem_retry(ret, &attempts));
     return ret;
 }
@@ -102,15 +129,20 @@ int kvm_gmem_kernel_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
 {
     int attempts = 0, ret;
 
+    GuestMemfdKernelCall call = guest_memfd ?
+                                GUEST_MEMFD_KERNEL_CALL_DISCARD_PRIVATE :
+                                GUEST_MEMFD_KERNEL_CALL_DISCARD_SHARED;
+
     do {
-        ret = gmem_injected(guest_memfd ?
-                            GUEST_MEMFD_KERNEL_CALL_DISCARD_PRIVATE :
-                            GUEST_MEMFD_KERNEL_CALL_DISCARD_SHARED);
+        int64_t t0 = get_clock();
+
+        ret = gmem_injected(call);
         if (!ret) {
             ret = guest_memfd ?
                   ram_block_discard_guest_memfd_range(rb, offset, size) :
                   ram_block_discard_range(rb, offset, size);
         }
+        gmem_kernel_account(call, t0, ret);
     } while (gmem_retry(ret, &attempts));
     return ret;
 }
@@ -121,11 +153,15 @@ int kvm_gmem_kernel_populate_shared(RAMBlock *rb, uint64_t offset,
     int attempts = 0, ret;
 
     do {
+        int64_t t0 = get_clock();
+
         ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_POPULATE_SHARED);
         if (!ret && qemu_madvise(rb->host + offset, size,
                                  QEMU_MADV_POPULATE_WRITE)) {
             ret = -errno;
         }
+        gmem_kernel_account(GUEST_MEMFD_KERNEL_CALL_POPULATE_SHARED, t0,
+                            ret);
     } while (gmem_retry(ret, &attempts));
     return ret;
 }
@@ -136,11 +172,14 @@ int kvm_gmem_kernel_pre_fault(CPUState *cpu, uint64_t gpa, uint64_t size)
     int attempts = 0, ret = 0;
 
     while (mem.size) {
+        int64_t t0 = get_clock();
+
         ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_PRE_FAULT);
         if (!ret) {
             /* KVM advances gpa and shrinks size as it goes. */
             ret = kvm_vcpu_ioctl(cpu, KVM_PRE_FAULT_MEMORY, &mem);
         }
+        gmem_kernel_account(GUEST_MEMFD_KERNEL_CALL_PRE_FAULT, t0, ret);
         if (ret && !gmem_retry(ret, &attempts)) {
             break;
         }

@@ -14,6 +14,7 @@
 #define ACCEL_KVM_GMEM_KERNEL_H
 
 #include "exec/cpu-common.h"
+#include "qapi/qapi-types-guest-memfd.h"
 
 /* KVM_SET_MEMORY_ATTRIBUTES: all or nothing (Linux reserves first). */
 int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
@@ -36,5 +37,15 @@ int kvm_gmem_kernel_populate_shared(RAMBlock *rb, uint64_t offset,
 
 /* KVM_PRE_FAULT_MEMORY over the range, as far as KVM goes. */
 int kvm_gmem_kernel_pre_fault(CPUState *cpu, uint64_t gpa, uint64_t size);
+
+/* What the calls of one kind cost since the VM started. */
+typedef struct KvmGmemKernelStats {
+    uint64_t calls;             /* each attempt */
+    uint64_t failures;
+    uint64_t ns;
+} KvmGmemKernelStats;
+
+void kvm_gmem_kernel_read_stats(GuestMemfdKernelCall call,
+                                KvmGmemKernelStats *stats);
 
 #endif

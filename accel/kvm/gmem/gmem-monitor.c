@@ -18,6 +18,7 @@
 #include "system/kvm-gmem.h"
 #include "system/kvm-memslot-zap.h"
 #include "system/ramblock.h"
+#include "gmem-kernel.h"
 #include "gmem-manager.h"
 #include "gmem-runs.h"
 
@@ -132,6 +133,17 @@ GuestMemfdInfo *qmp_query_guest_memfd(bool has_ranges, bool ranges,
     info->hugetlb_discard = kvm_gmem_config.hugetlb_discard;
     info->hugetlb_freed = s.huge_freed;
     info->hugetlb_populate_failures = s.huge_populate_failures;
+    for (int call = GUEST_MEMFD_KERNEL_CALL__MAX - 1; call >= 0; call--) {
+        GuestMemfdKernelCallStats *c = g_new0(GuestMemfdKernelCallStats, 1);
+        KvmGmemKernelStats k;
+
+        kvm_gmem_kernel_read_stats(call, &k);
+        *c = (GuestMemfdKernelCallStats) {
+            .call = call, .calls = k.calls, .failures = k.failures,
+            .ns = k.ns,
+        };
+        QAPI_LIST_PREPEND(info->kernel_calls, c);
+    }
     info->memslot_zap = kvm_memslot_zap_query();
     return info;
 }
@@ -184,6 +196,15 @@ void hmp_info_guest_memfd(Monitor *mon, const QDict *qdict)
                        z->quirk_disabled ? "disabled" :
                        z->quirk_supported ? "in place" :
                        "in place (the kernel cannot disable it)");
+    }
+    monitor_printf(mon, "kernel calls:");
+    for (GuestMemfdKernelCallStatsList *k = info->kernel_calls; k;
+         k = k->next) {
+        GuestMemfdKernelCallStats *c = k->value;
+
+        monitor_printf(mon, " %s %" PRIu64 " (%" PRIu64 " failed, %" PRIu64
+                       " us)%s", GuestMemfdKernelCall_str(c->call), c->calls,
+                       c->failures, c->ns / 1000, k->next ? "," : "\n");
     }
     for (l = info->blocks; l; l = l->next) {
         GuestMemfdBlockInfo *b = l->value;

@@ -1201,6 +1201,17 @@ class DeviceAssignment(RigGuestTest):
         priv = int(self.checkpoint(log, 'vfio_dma')['private_gpa'], 0)
         avail = [type1_dma_avail(pid)]
         self.vm.cmd('inject-nmi')
+        # The device's read of the private page: its fault logged before
+        # the write comes (L0's IOMMU drops faults that overlap).
+        self.checkpoint(log, 'vfio_dma')
+        deadline = time.monotonic() + 30
+        while not any('DMAR: [DMA Read' in line and
+                      'fault addr 0x%x ' % priv in line
+                      for line in kernel_log()[seen:]):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.vm.cmd('inject-nmi')
         self.checkpoint(log, 'vfio_dma')
         avail.append(type1_dma_avail(pid))
         # The device's write must not have landed on QEMU's side either.
