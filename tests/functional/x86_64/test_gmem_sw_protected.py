@@ -1242,10 +1242,18 @@ class DeviceAssignment(RigGuestTest):
         # type1 itself: the page's mapping went away, and came back.
         self.assertEqual((avail[1] - avail[0], avail[2] - avail[0]), (1, 0),
                          avail)
+        self.check_dmar_faults(faults)
+
+    def check_dmar_faults(self, faults):
+        # The IOMMU refused the device at the private page: its read, and
+        # its write unless L0's emulated IOMMU folded that fault into the
+        # read's (it records no new fault from a source whose last one is
+        # still pending; seen in 2 of this test's runs in full make
+        # checks). The data checks show that neither access reached it.
         self.assertEqual(len([f for f in faults if 'DMA Read' in f]), 1,
                          faults)
-        self.assertEqual(len([f for f in faults if 'DMA Write' in f]), 1,
-                         faults)
+        self.assertIn(len([f for f in faults if 'DMA Write' in f]), (0, 1),
+                      faults)
 
     def test_dma_follows_conversions_legacy_baseline(self):
         # QEMU 10.2.2's path keeps VFIO in step too (RamBlockAttributes).
@@ -1253,7 +1261,7 @@ class DeviceAssignment(RigGuestTest):
         self.assertEqual((info['leaked'], info['intact']), ('0', '512'))
         self.assertEqual((avail[1] - avail[0], avail[2] - avail[0]), (1, 0),
                          avail)
-        self.assertEqual(len(faults), 2, faults)
+        self.check_dmar_faults(faults)
 
     def storm_with_dma(self, conversion):
         """
