@@ -29,7 +29,8 @@ import time
 
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
-                                  parse_fields, parse_ranges, slot_retouch,
+                                  meminfo, parse_fields, parse_ranges,
+                                  set_hugetlb_pool, slot_retouch,
                                   slot_retouch_args, sw_protected_vm_args,
                                   vfio_edu)
 
@@ -111,11 +112,7 @@ def timed_guest_loop(qemu, kernel, accel_opts, test, args, mem, tmp,
 
 
 def meminfo_kib(field):
-    with open('/proc/meminfo') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return 0
+    return meminfo().get(field, 0)
 
 
 def ram_mapping_kib(pid, mem_mib):
@@ -195,11 +192,6 @@ def footprint(qemu, kernel, args, mem_mib, tmp, hugetlb=False):
     in_place = 'memory-backend-guest-memfd' in ' '.join(args)
     guest_ram = gmem if in_place else ram + gmem
     return boot, (anon + gmem) / 1024, guest_ram / 1024, touched / (1 << 20)
-
-
-def set_hugetlb_pool(pages):
-    with open('/proc/sys/vm/nr_hugepages', 'w') as f:
-        f.write('%d\n' % pages)
 
 
 def memslot_retouch(qemu, kernel, policy, confidential, tmp):

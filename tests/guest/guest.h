@@ -116,6 +116,17 @@ static inline uint64_t read_word(uint64_t gpa)
     return *(volatile uint64_t *)gpa;
 }
 
+/* Write word(a) at each @stride bytes a of [base, base + size). */
+void fill_words(uint64_t base, uint64_t size, uint64_t stride,
+                uint64_t (*word)(uint64_t));
+
+/*
+ * Of the words at each @stride bytes a of [base, base + size), how many
+ * equal word(a), or zero if @word is NULL.
+ */
+uint64_t count_words(uint64_t base, uint64_t size, uint64_t stride,
+                     uint64_t (*word)(uint64_t));
+
 /* Compiler barrier; full fence for memory another agent reads. */
 static inline void barrier(void)
 {

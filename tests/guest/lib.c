@@ -231,3 +231,22 @@ void guest_exit(uint32_t code)
         asm volatile("cli; hlt");
     }
 }
+
+void fill_words(uint64_t base, uint64_t size, uint64_t stride,
+                uint64_t (*word)(uint64_t))
+{
+    for (uint64_t a = base; a < base + size; a += stride) {
+        write_word(a, word(a));
+    }
+}
+
+uint64_t count_words(uint64_t base, uint64_t size, uint64_t stride,
+                     uint64_t (*word)(uint64_t))
+{
+    uint64_t n = 0;
+
+    for (uint64_t a = base; a < base + size; a += stride) {
+        n += read_word(a) == (word ? word(a) : 0);
+    }
+    return n;
+}

@@ -37,33 +37,21 @@ static uint64_t shared_word(uint64_t gpa)
     return ~gpa ^ 0x54a2ed54a2ed54a2ULL ^ arg_u64("seed", 0);
 }
 
+/* Every word of a range: the data rules look at all of them. */
 static void fill(uint64_t base, uint64_t size, uint64_t (*word)(uint64_t))
 {
-    for (uint64_t a = base; a < base + size; a += 8) {
-        write_word(a, word(a));
-    }
+    fill_words(base, size, 8, word);
 }
 
-/* Count words equal to word(gpa); report the first that differs. */
 static uint64_t count_matching(uint64_t base, uint64_t size,
                                uint64_t (*word)(uint64_t))
 {
-    uint64_t n = 0;
-
-    for (uint64_t a = base; a < base + size; a += 8) {
-        n += read_word(a) == word(a);
-    }
-    return n;
+    return count_words(base, size, 8, word);
 }
 
 static uint64_t count_zero(uint64_t base, uint64_t size)
 {
-    uint64_t n = 0;
-
-    for (uint64_t a = base; a < base + size; a += 8) {
-        n += read_word(a) == 0;
-    }
-    return n;
+    return count_words(base, size, 8, NULL);
 }
 
 /* What a range holds, for the data-rules report. */

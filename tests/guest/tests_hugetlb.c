@@ -24,21 +24,14 @@ static uint64_t huge_shared(uint64_t gpa)
 /* One word per 4 KiB page: enough to fault every page in, and to check. */
 static void huge_fill(uint64_t base, uint64_t size, uint64_t (*word)(uint64_t))
 {
-    for (uint64_t a = base; a < base + size; a += 4096) {
-        write_word(a, word(a));
-    }
+    fill_words(base, size, 4096, word);
 }
 
 /* Pages of [base, base + size) whose word is not word(gpa) (or zero). */
 static uint64_t huge_wrong(uint64_t base, uint64_t size,
                            uint64_t (*word)(uint64_t))
 {
-    uint64_t n = 0;
-
-    for (uint64_t a = base; a < base + size; a += 4096) {
-        n += read_word(a) != (word ? word(a) : 0);
-    }
-    return n;
+    return size / 4096 - count_words(base, size, 4096, word);
 }
 
 /*

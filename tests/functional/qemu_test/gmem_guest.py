@@ -245,6 +245,22 @@ def count_secret_words(vm, scratch_dir, gpa, size, seed=0):
     return int(numpy.count_nonzero(data == secret))
 
 
+def meminfo():
+    """/proc/meminfo as {field: its number (kB, or pages)}."""
+    fields = {}
+    with open('/proc/meminfo') as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def set_hugetlb_pool(pages):
+    """Ask for @pages 2 MiB pages; the kernel keeps those in use."""
+    with open('/proc/sys/vm/nr_hugepages', 'w') as f:
+        f.write('%d\n' % pages)
+
+
 def ivshmem_args(size='2M'):
     """An ivshmem-plain device: its BAR 2 is a RAM memslot of its own."""
     return ('-object', 'memory-backend-memfd,id=shm,size=%s' % size,

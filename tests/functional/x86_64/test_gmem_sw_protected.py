@@ -15,9 +15,10 @@ from unittest import skipUnless
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, KVM_X86_SW_PROTECTED_VM,
                                   GmemGuestTest, count_secret_words,
-                                  kvm_vm_types,
+                                  kvm_vm_types, meminfo,
                                   parse_fields, parse_ranges, read_words,
-                                  secret_word, slot_retouch,
+                                  secret_word, set_hugetlb_pool,
+                                  slot_retouch,
                                   slot_retouch_args,
                                   sw_protected_vm_args, type1_dma_avail,
                                   vfio_edu)
@@ -76,6 +77,13 @@ class RigGuestTest(GmemGuestTest):
             self.skipTest('KVM offers no KVM_X86_SW_PROTECTED_VM here '
                           '(run in the nested rig: make check-rig)')
         self.require_accelerator('kvm')
+
+    def wait_backlog_drained(self, seconds=10):
+        deadline = time.monotonic() + seconds
+        while self.vm.cmd('query-guest-memfd')['discard-backlog']:
+            self.assertLess(time.monotonic(), deadline,
+                            'discard backlog not freed in %ds' % seconds)
+            time.sleep(0.05)
 
 
 class SwProtectedVm(RigGuestTest):
@@ -454,13 +462,6 @@ class SwProtectedVm(RigGuestTest):
         self.assertGreater(sent, 100)
         self.assertEqual(private, int(info['private']) + sum(model))
         self.assertEqual(stats['rollback-failures'], 0)
-
-    def wait_backlog_drained(self, seconds=10):
-        deadline = time.monotonic() + seconds
-        while self.vm.cmd('query-guest-memfd')['discard-backlog']:
-            self.assertLess(time.monotonic(), deadline,
-                            'discard backlog not freed in %ds' % seconds)
-            time.sleep(0.05)
 
     def check_listed_ranges(self, base, size, private):
         """
@@ -1011,18 +1012,8 @@ def kernel_log():
 
 def hugetlb_pool():
     """L1's pool of 2 MiB pages: (free, reserved) from /proc/meminfo."""
-    fields = {}
-    with open('/proc/meminfo') as f:
-        for line in f:
-            key, _, value = line.partition(':')
-            fields[key] = int(value.split()[0])
+    fields = meminfo()
     return fields['HugePages_Free'], fields['HugePages_Rsvd']
-
-
-def set_hugetlb_pool(pages):
-    """Ask for @pages 2 MiB pages; the kernel keeps those in use."""
-    with open('/proc/sys/vm/nr_hugepages', 'w') as f:
-        f.write('%d\n' % pages)
 
 
 class HugetlbSharedSide(RigGuestTest):
@@ -1063,10 +1054,7 @@ class HugetlbSharedSide(RigGuestTest):
         """
         fields = self.checkpoint(log, 'huge_accept')
         self.assertEqual(fields['phase'], phase)
-        deadline = time.monotonic() + 30
-        while self.vm.cmd('query-guest-memfd')['discard-backlog']:
-            self.assertLess(time.monotonic(), deadline, 'backlog stays')
-            time.sleep(0.05)
+        self.wait_backlog_drained(30)
         return fields, hugetlb_pool()[0]
 
     def accept_and_watch(self, accel, drain=False, keep=False):
