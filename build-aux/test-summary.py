@@ -3,7 +3,8 @@
 
 TAP tests count each "ok"/"not ok" line (SKIP directives as skipped);
 a test that produced no TAP result, or whose process failed beyond its
-TAP lines (crash, timeout), counts as one failure more. Further
+TAP lines (crash, timeout), counts as one failure more, and the last
+lines of its output are shown. Further
 arguments name plain TAP files counted the same way (the fuzz
 harnesses, upstream's suites), each as one failure if it holds no
 result.
@@ -11,6 +12,9 @@ result.
 import json
 import re
 import sys
+
+# Lines of a failed test's output shown under its "failed:" line.
+TAIL = 12
 
 TAP = re.compile(r'^(ok|not ok)\b[^#]*(#\s*(SKIP|TODO)\b(.*))?', re.I)
 
@@ -48,6 +52,9 @@ def main(path, *tap_paths):
             elif result not in ('OK', 'SKIP', 'EXPECTEDFAIL') and not failed_here:
                 failed += 1
                 print('failed: %s (%s)' % (test['name'], result))
+                # Why, where a log's tail is all one gets to see (CI).
+                for out in (test.get('stdout') or '').splitlines()[-TAIL:]:
+                    print('  | ' + out[:200])
             elif result == 'OK' and not counted:
                 passed += 1
     for tap_path in tap_paths:

@@ -27,7 +27,10 @@ CACHE = os.environ.get('QEMU_GMEM_CACHE') or os.path.join(
     os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
     'qemu-gmem')
 GUEST = os.path.join(CACHE, 'guest', 'gmem-guest.elf')
-DOMAINS = os.path.join(REPO, 'docs', 'system', 'libvirt')
+# In the rig, a copy in the scratch dir (L1 may not see the clone: its
+# /tmp is L1's own).
+DOMAINS = os.environ.get('QEMU_GMEM_LIBVIRT_DOMAINS') or os.path.join(
+    REPO, 'docs', 'system', 'libvirt')
 RAM = 128 << 20
 
 results = []
@@ -302,9 +305,16 @@ def check_in_rig(work):
         print('ok %d %s # SKIP %s' % (len(results) + 1, name, why))
         results.append(True)
         return
-    env = dict(os.environ, RIG_SCRATCH=work, RIG_TIMEOUT='900')
+    # This script and the domains, where L1 can see them whatever the
+    # clone's path.
+    copy = os.path.join(work, 'rig')
+    shutil.copytree(DOMAINS, os.path.join(copy, 'domains'))
+    shutil.copy(os.path.abspath(__file__), copy)
+    env = dict(os.environ, RIG_SCRATCH=work, RIG_TIMEOUT='900',
+               QEMU_GMEM_LIBVIRT_DOMAINS=os.path.join(copy, 'domains'))
     p = subprocess.run([os.path.join(REPO, 'tests', 'rig', 'run.sh'),
-                        '/usr/bin/python3', os.path.abspath(__file__),
+                        '/usr/bin/python3',
+                        os.path.join(copy, os.path.basename(__file__)),
                         '--in-rig', work], capture_output=True, text=True,
                        env=env)
     found = [json.loads(line.split(' ', 1)[1])

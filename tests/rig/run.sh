@@ -17,8 +17,8 @@
 # complete kernel of build-kernel.sh instead of Debian's (built first if
 # needed, about 20 min). RIG_VFIO=1 gives L1 an emulated Intel IOMMU and
 # QEMU's edu device (a DMA engine), bound to vfio-pci for assignment.
-# RIG_BOOT_TIMEOUT (default 180) bounds L1's boot: one that has not
-# started the command by then is tried once more.
+# RIG_BOOT_TIMEOUT (default 120) bounds L1's boot: one that has not
+# started the command by then is tried again, up to three boots in all.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -89,11 +89,12 @@ share="security_model=none,multidevs=remap"
 timeout=
 [ -z "${RIG_TIMEOUT:-}" ] || timeout="timeout -k 10 $RIG_TIMEOUT"
 rm -f "$rig/last-console.log"
-# L1 boots in 10-20 s; once in a while it hangs in early boot (at full CPU,
+# L1 boots in 8-20 s; once in a while it hangs in early boot (at full CPU,
 # nothing on the console). A boot that has not started the command in
-# RIG_BOOT_TIMEOUT seconds is killed and tried once more.
-boot_timeout=${RIG_BOOT_TIMEOUT:-180}
-for attempt in 1 2; do
+# RIG_BOOT_TIMEOUT seconds is killed and tried again (its console is kept
+# as hung-console.N.log).
+boot_timeout=${RIG_BOOT_TIMEOUT:-120}
+for attempt in 1 2 3; do
     set +e
     # L1's kernel console goes to a file; the command's output is ttyS1 =
     # stdout.
@@ -123,9 +124,9 @@ for attempt in 1 2; do
     wait $qpid
     qrc=$?
     set -e
-    [ -n "$hung" ] && [ $attempt = 1 ] || break
+    [ -n "$hung" ] && [ $attempt != 3 ] || break
     echo "run.sh: L1 did not start the command in $boot_timeout s; booting it again" >&2
-    cp "$ctl/console.log" "$rig/hung-console.log" 2> /dev/null || :
+    cp "$ctl/console.log" "$rig/hung-console.$attempt.log" 2> /dev/null || :
     rm -f "$ctl/console.log" "$ctl/failed"
 done
 cp "$ctl/console.log" "$rig/last-console.log" 2> /dev/null || :
@@ -137,7 +138,7 @@ if [ -n "$timeout" ] && [ $qrc -eq 124 ]; then
     echo "run.sh: RIG_TIMEOUT ($RIG_TIMEOUT s) ran out" >&2
     exit 124
 elif [ -n "$hung" ]; then
-    echo "run.sh: L1 did not start the command in $boot_timeout s, twice" >&2
+    echo "run.sh: L1 did not start the command in $boot_timeout s, three times" >&2
 elif [ -s "$ctl/failed" ]; then
     echo "run.sh: L1 set-up failed: $(cat "$ctl/failed")" >&2
 elif [ $qrc -ne 0 ]; then

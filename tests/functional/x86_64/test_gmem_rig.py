@@ -12,7 +12,7 @@ import sys
 import time
 
 # Meson's timeout of this test (patches/0001): the rig gets this much less
-# (room for a second boot, tests/rig/run.sh), so that when it runs out, the
+# (room for two more boots, tests/rig/run.sh), so that when it runs out, the
 # results so far still reach meson.
 MESON_TIMEOUT = 2700
 MARGIN = 300
