@@ -42,6 +42,18 @@ static void push_four(KvmGmemDiscardQueue *q)
     kvm_gmem_discard_queue_push(q, &block1, 2 * MiB, 2 * MiB, true);
 }
 
+/* The worker's turn: take the oldest, finish it as @done says. */
+static KvmGmemDiscard pop_finish(KvmGmemDiscardQueue *q, bool done)
+{
+    KvmGmemDiscard *d = kvm_gmem_discard_queue_pop(q), copy;
+
+    g_assert_nonnull(d);
+    g_assert_true(d->in_flight);
+    copy = *d;
+    kvm_gmem_discard_queue_finish(q, d, done);
+    return copy;
+}
+
 static void test_fifo_and_backlog(void)
 {
     KvmGmemDiscardQueue q;
@@ -56,8 +68,10 @@ static void test_fifo_and_backlog(void)
         d = kvm_gmem_discard_queue_pop(&q);
         g_assert_nonnull(d);
         g_assert_cmpuint(d->size, ==, sizes[i]);
+        /* In flight it is still pending. */
+        g_assert_cmpuint(q.backlog, ==, before);
+        kvm_gmem_discard_queue_finish(&q, d, true);
         g_assert_cmpuint(q.backlog, ==, before - sizes[i]);
-        g_free(d);
     }
     g_assert_null(kvm_gmem_discard_queue_pop(&q));
     g_assert_cmpuint(q.backlog, ==, 0);
@@ -81,12 +95,8 @@ static void test_flush_takes_overlapping_oldest_first(void)
     g_assert_cmpuint(q.backlog, ==, 4 * KiB + 2 * MiB);
 
     /* What is left keeps its order. */
-    d = kvm_gmem_discard_queue_pop(&q);
-    g_assert_true(d->block == &block2);
-    g_free(d);
-    d = kvm_gmem_discard_queue_pop(&q);
-    g_assert_cmpuint(d->offset, ==, 2 * MiB);
-    g_free(d);
+    g_assert_true(pop_finish(&q, true).block == &block2);
+    g_assert_cmpuint(pop_finish(&q, true).offset, ==, 2 * MiB);
     g_assert_null(kvm_gmem_discard_queue_pop(&q));
 }
 
@@ -114,7 +124,7 @@ static void test_flush_boundaries(void)
     g_assert_cmpint(f.n, ==, 1);
     g_assert_cmpuint(q.backlog, ==, 12 * KiB);
     while (q.backlog) {
-        g_free(kvm_gmem_discard_queue_pop(&q));
+        pop_finish(&q, true);
     }
 }
 
@@ -134,28 +144,102 @@ static void test_failed_discard_stays_pending(void)
     g_assert_cmpint(f.n, ==, 3);
     /* Left: block1's two guest_memfd discards (failed), block2's. */
     g_assert_cmpuint(q.backlog, ==, 8 * KiB + 2 * MiB);
-    d = kvm_gmem_discard_queue_pop(&q);
-    g_assert_true(d->block == &block2);
-    g_free(d);
+    g_assert_true(pop_finish(&q, true).block == &block2);
     g_assert_null(kvm_gmem_discard_queue_pop(&q));
     g_assert_cmpuint(q.backlog, ==, 4 * KiB + 2 * MiB);
 
-    /* The worker gives one back after failing it, at the tail. */
+    /* One the worker fails stays, marked failed, where it was. */
     kvm_gmem_discard_queue_push(&q, &block2, 0, 4 * KiB, true);
-    d = kvm_gmem_discard_queue_pop(&q);
-    kvm_gmem_discard_queue_requeue_failed(&q, d);
+    pop_finish(&q, false);
     g_assert_null(kvm_gmem_discard_queue_pop(&q));
     g_assert_cmpuint(q.backlog, ==, 8 * KiB + 2 * MiB);
+
+    /* A sync discard that failed is queued as failed. */
+    d = g_new0(KvmGmemDiscard, 1);
+    *d = (KvmGmemDiscard) { .block = &block2, .offset = 64 * KiB,
+                            .size = 4 * KiB };
+    kvm_gmem_discard_queue_requeue_failed(&q, d);
+    g_assert_null(kvm_gmem_discard_queue_pop(&q));
+    g_assert_cmpuint(q.backlog, ==, 12 * KiB + 2 * MiB);
 
     /* A flush that succeeds takes failed ones too. */
     f.n = 0;
     g_assert_true(kvm_gmem_discard_queue_take_overlapping(
                       &q, &block1, 0, 4 * MiB, record, &f));
     g_assert_cmpint(f.n, ==, 2);
-    g_assert_cmpuint(q.backlog, ==, 4 * KiB);
+    g_assert_cmpuint(q.backlog, ==, 8 * KiB);       /* block2's two */
     kvm_gmem_discard_queue_drop_block(&q, &block2);
     g_assert_cmpuint(q.backlog, ==, 0);
     g_assert_true(QSIMPLEQ_EMPTY(&q.pending));
+}
+
+/*
+ * A push next to or over the newest discard of the same side extends it;
+ * one of the other side, of another block, with a gap, or after a failed
+ * or in-flight one, is a discard of its own.
+ */
+static void test_push_coalesces_with_newest(void)
+{
+    KvmGmemDiscardQueue q;
+    KvmGmemDiscard d;
+
+    kvm_gmem_discard_queue_init(&q);
+    kvm_gmem_discard_queue_push(&q, &block1, 8 * KiB, 4 * KiB, false);
+    kvm_gmem_discard_queue_push(&q, &block1, 12 * KiB, 4 * KiB, false);
+    kvm_gmem_discard_queue_push(&q, &block1, 4 * KiB, 4 * KiB, false);
+    kvm_gmem_discard_queue_push(&q, &block1, 6 * KiB, 16 * KiB, false);
+    g_assert_cmpuint(q.backlog, ==, 18 * KiB);
+    kvm_gmem_discard_queue_push(&q, &block1, 22 * KiB, 4 * KiB, true);
+    kvm_gmem_discard_queue_push(&q, &block2, 26 * KiB, 4 * KiB, true);
+    kvm_gmem_discard_queue_push(&q, &block2, 34 * KiB, 4 * KiB, true);
+    g_assert_cmpuint(q.backlog, ==, 30 * KiB);
+    d = pop_finish(&q, true);
+    g_assert_cmpuint(d.offset, ==, 4 * KiB);
+    g_assert_cmpuint(d.size, ==, 18 * KiB);
+    g_assert_false(d.guest_memfd);
+    g_assert_cmpuint(pop_finish(&q, true).offset, ==, 22 * KiB);
+    g_assert_cmpuint(pop_finish(&q, true).offset, ==, 26 * KiB);
+    /* In flight: a push next to it is queued on its own. */
+    g_assert_nonnull(kvm_gmem_discard_queue_pop(&q));
+    kvm_gmem_discard_queue_push(&q, &block2, 38 * KiB, 4 * KiB, true);
+    g_assert_cmpuint(q.backlog, ==, 8 * KiB);
+    kvm_gmem_discard_queue_drop_block(&q, &block2);
+    g_assert_false(QSIMPLEQ_EMPTY(&q.pending));
+    g_assert_cmpuint(q.backlog, ==, 4 * KiB);
+    kvm_gmem_discard_queue_finish(&q, QSIMPLEQ_FIRST(&q.pending), false);
+    g_assert_true(QSIMPLEQ_EMPTY(&q.pending));
+}
+
+/*
+ * In flight, a discard is busy for the ranges it overlaps; if its block
+ * goes away meanwhile it is cut loose, and its finish frees it.
+ */
+static void test_in_flight_busy_and_dropped(void)
+{
+    KvmGmemDiscardQueue q;
+    KvmGmemDiscard *d, *next;
+
+    push_four(&q);
+    g_assert_false(kvm_gmem_discard_queue_busy(&q, &block1, 0, 4 * KiB));
+    d = kvm_gmem_discard_queue_pop(&q);
+    g_assert_true(kvm_gmem_discard_queue_busy(&q, &block1, 0, 4 * KiB));
+    g_assert_true(kvm_gmem_discard_queue_busy(&q, &block1, 4 * KiB - 1, 1));
+    g_assert_false(kvm_gmem_discard_queue_busy(&q, &block1, 4 * KiB,
+                                               4 * KiB));
+    g_assert_false(kvm_gmem_discard_queue_busy(&q, &block2, 0, 4 * KiB));
+    /* The next pop passes it by. */
+    next = kvm_gmem_discard_queue_pop(&q);
+    g_assert_cmpuint(next->offset, ==, 8 * KiB);
+    kvm_gmem_discard_queue_drop_block(&q, &block1);
+    g_assert_null(d->block);
+    g_assert_false(kvm_gmem_discard_queue_busy(&q, &block1, 0, 4 * KiB));
+    g_assert_cmpuint(q.backlog, ==, 12 * KiB);
+    kvm_gmem_discard_queue_finish(&q, d, false);
+    g_assert_cmpuint(q.backlog, ==, 8 * KiB);
+    kvm_gmem_discard_queue_drop_block(&q, &block2);
+    g_assert_cmpuint(q.backlog, ==, 4 * KiB);
+    kvm_gmem_discard_queue_finish(&q, next, true);
+    g_assert_true(QSIMPLEQ_EMPTY(&q.pending) && !q.backlog);
 }
 
 int main(int argc, char **argv)
@@ -169,5 +253,9 @@ int main(int argc, char **argv)
                     test_flush_boundaries);
     g_test_add_func("/kvm-gmem/discard-queue/failed-stays-pending",
                     test_failed_discard_stays_pending);
+    g_test_add_func("/kvm-gmem/discard-queue/push-coalesces",
+                    test_push_coalesces_with_newest);
+    g_test_add_func("/kvm-gmem/discard-queue/in-flight",
+                    test_in_flight_busy_and_dropped);
     return g_test_run();
 }

@@ -14,12 +14,32 @@ void kvm_gmem_discard_queue_init(KvmGmemDiscardQueue *q)
     q->backlog = 0;
 }
 
+static void gmem_discard_dequeue(KvmGmemDiscardQueue *q, KvmGmemDiscard *d)
+{
+    QSIMPLEQ_REMOVE(&q->pending, d, KvmGmemDiscard, next);
+    q->backlog -= d->size;
+    g_free(d);
+}
+
 void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
                                  uint64_t offset, uint64_t size,
                                  bool guest_memfd)
 {
-    KvmGmemDiscard *d = g_new(KvmGmemDiscard, 1);
+    KvmGmemDiscard *d = QSIMPLEQ_LAST(&q->pending, KvmGmemDiscard, next);
 
+    if (d && d->block == block && d->guest_memfd == guest_memfd &&
+        !d->failed && !d->in_flight &&
+        offset <= d->offset + d->size && d->offset <= offset + size) {
+        /* Overlapping or adjacent: one discard of the union. */
+        uint64_t start = MIN(d->offset, offset);
+        uint64_t end = MAX(d->offset + d->size, offset + size);
+
+        q->backlog += end - start - d->size;
+        d->offset = start;
+        d->size = end - start;
+        return;
+    }
+    d = g_new(KvmGmemDiscard, 1);
     *d = (KvmGmemDiscard) {
         .block = block, .offset = offset, .size = size,
         .guest_memfd = guest_memfd,
@@ -33,19 +53,45 @@ KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q)
     KvmGmemDiscard *d;
 
     QSIMPLEQ_FOREACH(d, &q->pending, next) {
-        if (!d->failed) {
-            QSIMPLEQ_REMOVE(&q->pending, d, KvmGmemDiscard, next);
-            q->backlog -= d->size;
+        if (!d->failed && !d->in_flight) {
+            d->in_flight = true;
             return d;
         }
     }
     return NULL;
 }
 
+void kvm_gmem_discard_queue_finish(KvmGmemDiscardQueue *q, KvmGmemDiscard *d,
+                                   bool done)
+{
+    assert(d->in_flight);
+    d->in_flight = false;
+    if (done || !d->block) {
+        gmem_discard_dequeue(q, d);
+    } else {
+        d->failed = true;
+    }
+}
+
+bool kvm_gmem_discard_queue_busy(KvmGmemDiscardQueue *q, void *block,
+                                 uint64_t offset, uint64_t size)
+{
+    KvmGmemDiscard *d;
+
+    QSIMPLEQ_FOREACH(d, &q->pending, next) {
+        if (d->in_flight && d->block == block &&
+            ranges_overlap(d->offset, d->size, offset, size)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void kvm_gmem_discard_queue_requeue_failed(KvmGmemDiscardQueue *q,
                                            KvmGmemDiscard *d)
 {
     d->failed = true;
+    d->in_flight = false;
     QSIMPLEQ_INSERT_TAIL(&q->pending, d, next);
     q->backlog += d->size;
 }
@@ -65,14 +111,13 @@ bool kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
             !ranges_overlap(d->offset, d->size, offset, size)) {
             continue;
         }
+        assert(!d->in_flight);
         if (!fn(d, opaque)) {
             d->failed = true;
             all_done = false;
             continue;
         }
-        QSIMPLEQ_REMOVE(&q->pending, d, KvmGmemDiscard, next);
-        q->backlog -= d->size;
-        g_free(d);
+        gmem_discard_dequeue(q, d);
     }
     return all_done;
 }
@@ -82,10 +127,13 @@ void kvm_gmem_discard_queue_drop_block(KvmGmemDiscardQueue *q, void *block)
     KvmGmemDiscard *d, *tmp;
 
     QSIMPLEQ_FOREACH_SAFE(d, &q->pending, next, tmp) {
-        if (d->block == block) {
-            QSIMPLEQ_REMOVE(&q->pending, d, KvmGmemDiscard, next);
-            q->backlog -= d->size;
-            g_free(d);
+        if (d->block != block) {
+            continue;
+        }
+        if (d->in_flight) {
+            d->block = NULL;    /* its finish frees it */
+        } else {
+            gmem_discard_dequeue(q, d);
         }
     }
 }

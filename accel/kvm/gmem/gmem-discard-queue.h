@@ -7,6 +7,12 @@
  * holds gmem.lock), so unit tests and the fuzzer can cover the ordering
  * rule.
  *
+ * A discard the worker has taken stays queued, "in flight", while the
+ * worker frees it without the manager's lock: a flush that overlaps it
+ * must wait for it to finish (kvm_gmem_discard_queue_busy()). A push
+ * next to or over the newest queued discard of the same side, neither
+ * failed nor in flight, extends it: one call frees both.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #ifndef ACCEL_KVM_GMEM_DISCARD_QUEUE_H
@@ -21,6 +27,7 @@ typedef struct KvmGmemDiscard {
     uint64_t size;
     bool guest_memfd;
     bool failed;                /* tried and failed: only a flush retries */
+    bool in_flight;             /* taken by the worker, not finished */
     QSIMPLEQ_ENTRY(KvmGmemDiscard) next;
 } KvmGmemDiscard;
 
@@ -36,12 +43,23 @@ void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
                                  bool guest_memfd);
 
 /*
- * Remove and return the oldest pending discard not marked failed (the
- * caller frees it, or gives it back with ..._requeue_failed()).
+ * The oldest pending discard neither failed nor in flight, marked in
+ * flight: it stays queued until kvm_gmem_discard_queue_finish().
  */
 KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q);
 
-/* Queue @d again, at the tail, marked failed. */
+/*
+ * The worker is done with @d: freed if @done or if its block went away
+ * meanwhile (d->block is NULL), else kept, marked failed, for a flush.
+ */
+void kvm_gmem_discard_queue_finish(KvmGmemDiscardQueue *q, KvmGmemDiscard *d,
+                                   bool done);
+
+/* True if a discard in flight overlaps [offset, offset + size) of @block. */
+bool kvm_gmem_discard_queue_busy(KvmGmemDiscardQueue *q, void *block,
+                                 uint64_t offset, uint64_t size);
+
+/* Queue @d, which is not queued, at the tail, marked failed. */
 void kvm_gmem_discard_queue_requeue_failed(KvmGmemDiscardQueue *q,
                                            KvmGmemDiscard *d);
 
@@ -49,7 +67,8 @@ void kvm_gmem_discard_queue_requeue_failed(KvmGmemDiscardQueue *q,
  * The ordering rule's "flush" step: every pending discard of @block that
  * overlaps [offset, offset + size), failed or not, oldest first, is given
  * to @fn. Those @fn did (it returns true) leave the queue; the others stay,
- * marked failed, and the call returns false.
+ * marked failed, and the call returns false. None of them may be in
+ * flight: the caller waits for those first.
  */
 bool kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
                                              void *block, uint64_t offset,
@@ -58,7 +77,10 @@ bool kvm_gmem_discard_queue_take_overlapping(KvmGmemDiscardQueue *q,
                                                         void *opaque),
                                              void *opaque);
 
-/* Forget every pending discard of @block (it is going away). */
+/*
+ * Forget every pending discard of @block (it is going away); one in
+ * flight is only cut loose from it, and freed when finished.
+ */
 void kvm_gmem_discard_queue_drop_block(KvmGmemDiscardQueue *q, void *block);
 
 #endif

@@ -80,12 +80,16 @@ void qmp_x_guest_memfd_inject_fault(GuestMemfdKernelCall call,
     inject.call = call;
     inject.error = errnos[error];
     inject.skip = has_skip ? skip : 0;
-    inject.count = has_count ? count : 1;
+    qatomic_set(&inject.count, has_count ? count : 1);
 }
 
 /* -errno if this call is to fail, else 0. */
 static int gmem_injected(GuestMemfdKernelCall call)
 {
+    /* Disarmed, the usual case: no lock on the conversion path. */
+    if (!qatomic_read(&inject.count)) {
+        return 0;
+    }
     QEMU_LOCK_GUARD(&inject.lock);
     if (!inject.count || inject.call != call) {
         return 0;
@@ -94,7 +98,7 @@ static int gmem_injected(GuestMemfdKernelCall call)
         inject.skip--;
         return 0;
     }
-    inject.count--;
+    qatomic_set(&inject.count, inject.count - 1);
     trace_kvm_gmem_fault_injected(GuestMemfdKernelCall_str(call),
                                   inject.error);
     return -inject.error;

@@ -25,9 +25,10 @@
  *    KVM refuses to change one back does that run keep the new state,
  *    and then the record follows KVM (counted as a rollback failure);
  *  - a range never changes state while a discard of it is pending: the
- *    pending discards it overlaps are done first, and if one fails again
- *    the request is refused. A failed discard stays pending, so a stale
- *    copy is freed before its side can become the live one again;
+ *    pending discards it overlaps are done first (one that the async
+ *    worker is doing without the lock is waited for), and if one fails
+ *    again the request is refused. A failed discard stays pending, so a
+ *    stale copy is freed before its side can become the live one again;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again; a range a
  *    listener cannot map does not become shared;
@@ -119,10 +120,14 @@ static struct {
     KvmGmemStats stats;         /* backlog and leases: filled when read */
     QLIST_HEAD(, KvmGmemBlock) blocks;     /* blocks with a private side */
     bool hooks_registered;      /* reset handler, RAMBlock notifier */
+    /* The request in progress: kept, so that a request allocates nothing. */
+    GArray *pieces;             /* KvmGmemPiece */
+    GArray *runs;               /* KvmGmemRun */
 
     /* Stale copies not freed yet: discard=async's, and failed ones. */
     KvmGmemDiscardQueue pending;
     QemuCond pending_cond;      /* pending became non-empty */
+    QemuCond in_flight_cond;    /* the worker finished a discard */
     bool worker_started;
 
     /* Host I/O on shared memory; see the lease invariants above. */
@@ -136,7 +141,10 @@ static struct {
 static void __attribute__((constructor)) kvm_gmem_init_lock(void)
 {
     qemu_mutex_init(&gmem.lock);
+    gmem.pieces = g_array_new(false, false, sizeof(KvmGmemPiece));
+    gmem.runs = g_array_new(false, false, sizeof(KvmGmemRun));
     qemu_cond_init(&gmem.pending_cond);
+    qemu_cond_init(&gmem.in_flight_cond);
     kvm_gmem_discard_queue_init(&gmem.pending);
     qemu_mutex_init(&gmem.lease_lock);
     qemu_cond_init(&gmem.lease_cond);
@@ -240,6 +248,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
 static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size);
 static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque);
+static void gmem_wait_in_flight(RAMBlock *rb, uint64_t offset, uint64_t size);
 static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
                          bool guest_memfd, bool now);
 
@@ -313,6 +322,7 @@ static void gmem_reset(void *opaque)
         uint64_t size = gmem_block_bytes(b->rb);
         g_autofree unsigned long *kept = NULL;
 
+        gmem_wait_in_flight(b->rb, 0, size);
         kvm_gmem_discard_queue_take_overlapping(&gmem.pending, b->rb, 0,
                                                 size, gmem_flush_one_or_zero,
                                                 NULL);
@@ -469,15 +479,10 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     return KVM_GMEM_OK;
 }
 
-/* Free a stale copy now. A discard that fails is counted: false. */
-static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
-                             bool guest_memfd)
+/* Count a discard done, under gmem.lock. A failed one: false. */
+static bool gmem_discard_account(RAMBlock *rb, uint64_t offset, uint64_t size,
+                                 bool guest_memfd, int ret)
 {
-    int ret;
-
-    trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
-                           guest_memfd ? "guest_memfd" : "shared");
-    ret = kvm_gmem_kernel_discard(rb, offset, size, guest_memfd);
     if (!ret && !guest_memfd && rb->page_size > qemu_real_host_page_size()) {
         gmem.stats.huge_freed += size;
     }
@@ -487,6 +492,17 @@ static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
                                       ret);
     }
     return !ret;
+}
+
+/* Free a stale copy now. A discard that fails is counted: false. */
+static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
+                             bool guest_memfd)
+{
+    trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
+                           guest_memfd ? "guest_memfd" : "shared");
+    return gmem_discard_account(rb, offset, size, guest_memfd,
+                                kvm_gmem_kernel_discard(rb, offset, size,
+                                                        guest_memfd));
 }
 
 /* A discard that failed waits, pending, for the next flush of its range. */
@@ -504,28 +520,50 @@ static void gmem_discard_failed(RAMBlock *rb, uint64_t offset, uint64_t size,
 
 /*
  * discard=async: frees queued stale ranges off the vCPU threads, oldest
- * first. It holds gmem.lock for one discard at a time, so a conversion
- * never sees a discard half done. One that fails is left to the flush.
+ * first, without gmem.lock, so that conversions go on meanwhile. The
+ * discard it works on stays queued, in flight, and a conversion that
+ * overlaps it waits for it (gmem_wait_in_flight()): the ordering rule
+ * holds. Its RCU read section keeps the block's memory and guest_memfd
+ * alive if the block is removed meanwhile (RAMBlocks are freed after a
+ * grace period). One that fails is left to a flush.
  */
 static void *gmem_discard_worker(void *opaque)
 {
-    QEMU_LOCK_GUARD(&gmem.lock);
+    rcu_register_thread();
+    qemu_mutex_lock(&gmem.lock);
     for (;;) {
         KvmGmemDiscard *d;
+        RAMBlock *rb;
+        int ret;
 
         while (!(d = kvm_gmem_discard_queue_pop(&gmem.pending))) {
             qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
         }
-        if (gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd)) {
-            g_free(d);
-        } else {
-            kvm_gmem_discard_queue_requeue_failed(&gmem.pending, d);
-        }
-        /* Let waiting conversions in between discards. */
+        rb = d->block;
+        trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), d->offset, d->size,
+                               d->guest_memfd ? "guest_memfd" : "shared");
+        rcu_read_lock();
         qemu_mutex_unlock(&gmem.lock);
+        ret = kvm_gmem_kernel_discard(rb, d->offset, d->size, d->guest_memfd);
+        rcu_read_unlock();
         qemu_mutex_lock(&gmem.lock);
+        /* A block removed meanwhile was cut loose: d->block is NULL. */
+        if (d->block) {
+            gmem_discard_account(rb, d->offset, d->size, d->guest_memfd,
+                                 ret);
+        }
+        kvm_gmem_discard_queue_finish(&gmem.pending, d, !ret);
+        qemu_cond_broadcast(&gmem.in_flight_cond);
     }
     return NULL;
+}
+
+/* Until no discard in flight overlaps [offset, offset + size) of @rb. */
+static void gmem_wait_in_flight(RAMBlock *rb, uint64_t offset, uint64_t size)
+{
+    while (kvm_gmem_discard_queue_busy(&gmem.pending, rb, offset, size)) {
+        qemu_cond_wait(&gmem.in_flight_cond, &gmem.lock);
+    }
 }
 
 /* Free a stale copy as the policy says; @now overrides it (reset). */
@@ -684,6 +722,7 @@ static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque)
 static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                    uint64_t size)
 {
+    gmem_wait_in_flight(rb, offset, size);
     return kvm_gmem_discard_queue_take_overlapping(&gmem.pending, rb, offset,
                                                    size, gmem_flush_one,
                                                    NULL);
@@ -705,7 +744,7 @@ static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
 {
     RamBlockAttributes *attr = p->rb->attributes;
     uint64_t gpa = gmem_run_gpa(p, run);
-    int64_t t0 = get_clock();
+    int64_t t0;
     int ret;
 
     trace_kvm_gmem_convert_run(gpa, run->size,
@@ -717,6 +756,7 @@ static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
         /* Listeners drop the range while QEMU may still map it. */
         ram_block_attributes_state_change(attr, run->offset, run->size, true);
     }
+    t0 = get_clock();
     ret = kvm_gmem_kernel_set_attributes(gpa, run->size, to_private);
     gmem.stats.kernel_ns += get_clock() - t0;
     if (ret) {
@@ -747,11 +787,12 @@ static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
     return KVM_GMEM_REJECT_LISTENER;
 }
 
-/* The runs of @pieces not in the target state yet. */
-static GArray *gmem_collect_runs(GArray *pieces, bool to_private)
+/* The runs of @pieces not in the target state yet, into @runs. */
+static void gmem_collect_runs(GArray *pieces, bool to_private, GArray *runs)
 {
     const uint64_t bs = qemu_real_host_page_size();
-    GArray *runs = g_array_new(false, false, sizeof(KvmGmemRun));
+
+    g_array_set_size(runs, 0);
 
     for (guint i = 0; i < pieces->len; i++) {
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
@@ -769,7 +810,6 @@ static GArray *gmem_collect_runs(GArray *pieces, bool to_private)
             g_array_append_val(runs, run);
         }
     }
-    return runs;
 }
 
 /*
@@ -780,10 +820,11 @@ static GArray *gmem_collect_runs(GArray *pieces, bool to_private)
 static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
                                          KvmGmemConvertMode mode)
 {
-    g_autoptr(GArray) runs = gmem_collect_runs(pieces, to_private);
+    GArray *runs = gmem.runs;
     KvmGmemReject r = KVM_GMEM_OK;
     guint i, counted = G_MAXUINT;
 
+    gmem_collect_runs(pieces, to_private, runs);
     for (i = 0; i < runs->len; i++) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
@@ -952,9 +993,10 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private,
                                          KvmGmemConvertMode mode)
 {
-    g_autoptr(GArray) pieces = g_array_new(false, false,
-                                           sizeof(KvmGmemPiece));
+    GArray *pieces = gmem.pieces;
     KvmGmemReject r;
+
+    g_array_set_size(pieces, 0);
 
     r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
     if (!r) {
