@@ -18,7 +18,8 @@
  * which fails when the input says so; Linux 7.2 changes nothing when it
  * fails), the discard calls (they zero the stand-in's copy of a side, or
  * fail), the memory map of two guest_memfd RAMBlocks, MMIO and a hole
- * (memory_region_find() and the flat view), and the RamDiscardManager
+ * (memory_region_find(), the flat view, and the listener told of its
+ * changes, by which gmem-lookup.c caches), and the RamDiscardManager
  * side of RamBlockAttributes (its bitmap, kept as upstream's
  * ram_block_attributes_state_change() keeps it, with a listener that can
  * refuse to populate), and the huge page pool of block 1, whose shared
@@ -120,6 +121,27 @@ void memory_region_unref(MemoryRegion *mr)
     mr_refs--;
 }
 
+void memory_region_ref(MemoryRegion *mr)
+{
+    mr_refs++;
+}
+
+/* gmem-lookup.c's: told of every change of the map, as QEMU tells it. */
+static MemoryListener *map_listener;
+
+void memory_listener_register(MemoryListener *listener, AddressSpace *filter)
+{
+    assert(filter == &address_space_memory && listener->commit);
+    map_listener = listener;
+}
+
+static void map_changed(void)
+{
+    if (map_listener) {
+        map_listener->commit(map_listener);
+    }
+}
+
 bool memory_region_is_ram_device(MemoryRegion *mr)
 {
     return false;
@@ -143,16 +165,18 @@ static int map_regions(Region *r)
     if (blocks[0].live && blocks[0].gpa != UINT64_MAX) {
         r[n++] = (Region) { blocks[0].gpa, BLOCK_PAGES, &blocks[0].mr };
     }
-    r[n++] = (Region) { MMIO_GPA, MMIO_PAGES, &mmio_mr };
+    r[n++] = (Region) { MMIO_GPA / PAGE, MMIO_PAGES, &mmio_mr };
     if (blocks[1].live && blocks[1].gpa != UINT64_MAX) {
         r[n++] = (Region) { blocks[1].gpa, BLOCK_PAGES, &blocks[1].mr };
     }
-    /* Sorted by address: B moves between 64 and 448. */
-    if (n == 3 && r[2].gpa < r[1].gpa) {
-        Region t = r[1];
+    /* Sorted by address, as a flat view is: B moves between 64 and 384. */
+    for (int i = 1; i < n; i++) {
+        for (int j = i; j > 0 && r[j].gpa < r[j - 1].gpa; j--) {
+            Region t = r[j];
 
-        r[1] = r[2];
-        r[2] = t;
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+        }
     }
     return n;
 }
@@ -523,6 +547,7 @@ static void move_b(uint64_t a)
      */
     memset(&fail, 0, sizeof(fail));
     b->gpa = to;
+    map_changed();
     kvm_gmem_slot_added(&b->mr, to * PAGE, BLOCK_PAGES * PAGE, b->host);
 }
 
@@ -543,10 +568,12 @@ static void unplug(uint64_t a)
             held[i--] = held[--nheld];
         }
     }
+    /* Out of the map first, then freed, as QEMU does it. */
+    b->gpa = UINT64_MAX;
+    map_changed();
     ram_notifier->ram_block_removed(ram_notifier, b->host,
                                     BLOCK_PAGES * PAGE, BLOCK_PAGES * PAGE);
     b->live = false;
-    b->gpa = UINT64_MAX;
     /* Freed, as far as the manager may know: any later use is a report. */
     ASAN_POISON_MEMORY_REGION(&b->rb, sizeof(b->rb));
     ASAN_POISON_MEMORY_REGION(b->attr.bitmap,
@@ -585,6 +612,7 @@ static void setup(void)
         b->live = true;
         b->gpa = i ? 256 : A_GPA;
     }
+    map_changed();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -70,6 +70,7 @@
 #include "gmem-discard-queue.h"
 #include "gmem-kernel.h"
 #include "gmem-lease.h"
+#include "gmem-lookup.h"
 #include "gmem-manager.h"
 #include "gmem-request.h"
 #include "gmem-runs.h"
@@ -283,6 +284,8 @@ static void gmem_reset(void *opaque)
     const uint64_t bs = qemu_real_host_page_size();
     KvmGmemBlock *b;
 
+    /* The first reset is before the first guest request. */
+    kvm_gmem_lookup_init();
     if (!gmem.initially_shared) {
         return;
     }
@@ -427,8 +430,7 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     uint64_t addr = gpa, left = size;
 
     while (left) {
-        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
-                                                   left);
+        MemoryRegionSection s = kvm_gmem_lookup(addr, left);
         uint64_t start, len;
 
         if (!s.mr) {
@@ -901,12 +903,15 @@ static bool gmem_pieces_leased(GArray *pieces)
 static KvmGmemReject gmem_fence(GArray *pieces, bool to_private)
 {
     const uint32_t timeout_ms = kvm_gmem_config.lease_timeout_ms;
-    int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    int64_t start = 0;          /* read only if there is a wait */
     int64_t waited = -1;
 
     QEMU_LOCK_GUARD(&gmem.lease_lock);
     gmem.fence = pieces;
     while (to_private && gmem_pieces_leased(pieces)) {
+        if (waited < 0) {
+            start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+        }
         waited = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start;
         if (waited >= timeout_ms) {
             gmem.lease_waits++;
