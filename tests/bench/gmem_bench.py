@@ -20,6 +20,7 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import json
 import os
 import re
 import subprocess
@@ -49,9 +50,13 @@ FOOTPRINT_MIB = int(os.environ.get('BENCH_FOOTPRINT_MIB', '256'))
 RETOUCH_MIB = int(os.environ.get('BENCH_RETOUCH_MIB', '256'))
 
 
-def bare(tool, chunk, rounds):
-    """gmem-convert-bare's fields: per_second, and us per call kind."""
-    out = subprocess.run([tool, str(chunk), str(rounds)], check=True,
+def bare(tool, chunk, rounds, mode='vcpu'):
+    """
+    gmem-convert-bare's fields (per_second, us per call kind, guest_us):
+    @mode vcpu (a vCPU exits for each conversion, as the bench guest does),
+    touch (and writes each page after it) or idle (no vCPU).
+    """
+    out = subprocess.run([tool, str(chunk), str(rounds), mode], check=True,
                          capture_output=True, text=True).stdout
     return {k: float(v) for k, v in (w.split('=') for w in out.split()[1:])}
 
@@ -208,6 +213,19 @@ def memslot_retouch(qemu, kernel, policy, confidential, tmp):
     return faults, seconds
 
 
+def host_cores():
+    """The host's cores under L1's CPUs (tests/rig/run.sh passes RIG_*)."""
+    return int(os.environ.get('RIG_HOST_CORES', '0'))
+
+
+def save_results(results):
+    """For the chart: JSON in $BENCH_RESULTS, if set."""
+    path = os.environ.get('BENCH_RESULTS')
+    if path:
+        with open(path, 'w') as f:
+            json.dump(results, f, indent=1, sort_keys=True)
+
+
 def want(row):
     """BENCH_ROWS=1,4 runs rows 1 (with 2) and 4 only; all by default."""
     rows = os.environ.get('BENCH_ROWS')
@@ -225,17 +243,19 @@ def main():
 
     print('gmem bench, nested rig (KVM_X86_SW_PROTECTED_VM under TCG)')
     print()
+    results = {}
     with tempfile.TemporaryDirectory(prefix='gmem-bench-') as tmp:
         if want(1):
             print('1. conversions per second (a round trip is 2 conversions)')
-            print('%-6s %10s %10s %10s %10s %9s %9s' % (
+            print('%-6s %10s %10s %10s %10s %9s %9s %9s' % (
                 'chunk', 'bare', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
-                'async/leg'))
+                'async/leg', 'async/mgr'))
             cost = []
             for chunk, rounds in CHUNKS:
                 args = 'chunk=%d count=%d' % (chunk, rounds)
-                bare_fields = bare(tool, chunk, rounds * 4)
-                b = bare_fields['per_second']
+                floor = {mode: bare(tool, chunk, rounds, mode)
+                         for mode in ('vcpu', 'touch', 'idle')}
+                b = floor['vcpu']['per_second']
                 rate = {}
                 for name, opts in (('legacy', legacy), ('manager', manager),
                                    ('async', manager_async)):
@@ -243,44 +263,83 @@ def main():
                                                       'convert_bench', args,
                                                       '256M', tmp)
                     rate[name] = 2 * rounds / seconds
+                    results.setdefault(name, {})[chunk] = rate[name]
                     if name == 'manager':
-                        n = stats['requests']
-                        cost.append((chunk, stats['busy-ns'] / n,
-                                     stats['kernel-ns'] / n,
-                                     1e9 / b, per_call_us(stats), bare_fields))
-                print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f' % (
+                        _, touched = timed_guest_loop(
+                            qemu, kernel, opts, 'convert_bench',
+                            args + ' touch=1', '256M', tmp)
+                        cost.append((chunk, stats, per_call_us(stats),
+                                     per_call_us(touched), floor))
+                results.setdefault('bare', {})[chunk] = b
+                print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f %9.3f' % (
                     chunk_name(chunk), b, rate['legacy'],
                     rate['manager'], rate['async'],
                     rate['manager'] / rate['legacy'],
-                    rate['async'] / rate['legacy']))
+                    rate['async'] / rate['legacy'],
+                    rate['async'] / rate['manager']))
                 sys.stdout.flush()
 
             print()
             print('2. cost of one conversion inside QEMU (manager, sync) '
-                  'against the bare KVM work')
-            print('%-6s %11s %11s %9s %9s %10s' % (
-                'chunk', 'manager us', 'kernel us', 'bare us', 'mgr/bare',
-                'mgr/kernel'))
-            for chunk, mgr_ns, kernel_ns, bare_ns, _, _ in cost:
-                print('%-6s %11.2f %11.2f %9.2f %9.3f %10.3f' % (
-                    chunk_name(chunk), mgr_ns / 1000,
-                    kernel_ns / 1000, bare_ns / 1000, mgr_ns / bare_ns,
-                    mgr_ns / kernel_ns))
+                  'against its kernel calls')
+            print('%-6s %11s %11s %11s %10s' % (
+                'chunk', 'manager us', 'kernel us', 'own us', 'mgr/kernel'))
+            for chunk, stats, calls, _, _ in cost:
+                n = stats['requests']
+                mgr_us = stats['busy-ns'] / n / 1000
+                kernel_us = sum(per_req * us for per_req, us in
+                                calls.values())
+                print('%-6s %11.2f %11.2f %11.2f %10.3f' % (
+                    chunk_name(chunk), mgr_us, kernel_us, mgr_us - kernel_us,
+                    mgr_us / kernel_us))
             print()
-            print('2b. each kernel call of a conversion: us per call in the '
-                  'running VM (manager, sync) and in the bare harness, and '
-                  'calls per request')
-            print('%-6s %-16s %8s %9s %9s %9s' % ('chunk', 'call', 'per req',
-                                                 'VM us', 'bare us',
-                                                 'VM/bare'))
-            for chunk, _, _, _, calls, bare_fields in cost:
+            print('2b. each kernel call of a conversion, us per call: in the '
+                  'running VM (manager, sync), in the bare harness with a '
+                  'vCPU that exits for each conversion (bare) and with none '
+                  '(idle); "touched": the guest and the harness write each '
+                  'page after each conversion')
+            print('%-6s %-16s %7s %8s %8s %8s %8s %9s %8s %8s' % (
+                'chunk', 'call', 'per req', 'VM us', 'bare us', 'idle us',
+                'VM/bare', 'bare/idle', 'touched', 'bare'))
+            for chunk, _, calls, touched, floor in cost:
                 for call in CALLS:
+                    key = call.replace('-', '_') + '_us'
                     per_req, us = calls.get(call, (0, 0))
-                    bare_us = bare_fields[call.replace('-', '_') + '_us']
-                    print('%-6s %-16s %8.2f %9.2f %9.2f %9.3f' % (
-                        chunk_name(chunk), call, per_req, us, bare_us,
-                        us / bare_us if bare_us else 0))
+                    t_us = touched.get(call, (0, 0))[1]
+                    b_us, i_us, bt_us = (floor[m][key] for m in
+                                         ('vcpu', 'idle', 'touch'))
+                    print('%-6s %-16s %7.2f %8.2f %8.2f %8.2f %8.3f %9.3f '
+                          '%8.2f %8.2f' % (
+                              chunk_name(chunk), call, per_req, us, b_us,
+                              i_us, us / b_us if b_us else 0,
+                              b_us / i_us if i_us else 0, t_us, bt_us))
             sys.stdout.flush()
+
+        if want(8):
+            print()
+            print('8. scaling: 4 KiB conversions per second in all, with 1, '
+                  '2 and 4 vCPUs converting disjoint windows at once (L1 has '
+                  '%s CPUs on %d host cores)' % (os.cpu_count(), host_cores()))
+            print('%-6s %10s %10s %10s %9s %9s' % (
+                'vCPUs', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
+                'async/mgr'))
+            rounds = CHUNKS[0][1]
+            for cpus in (1, 2, 4):
+                args = 'chunk=4096 count=%d cpus=%d' % (rounds // cpus, cpus)
+                rate = {}
+                for name, opts in (('legacy', legacy), ('manager', manager),
+                                   ('async', manager_async)):
+                    seconds, _ = timed_guest_loop(
+                        qemu, kernel, opts, 'convert_bench', args, '256M',
+                        tmp, ('-smp', str(cpus)))
+                    rate[name] = 2 * (rounds // cpus) * cpus / seconds
+                    results.setdefault('scaling-' + name, {})[cpus] = \
+                        rate[name]
+                print('%-6d %10.1f %10.1f %10.1f %9.3f %9.3f' % (
+                    cpus, rate['legacy'], rate['manager'], rate['async'],
+                    rate['manager'] / rate['legacy'],
+                    rate['async'] / rate['manager']))
+                sys.stdout.flush()
 
         if want(3):
             print()
@@ -391,12 +450,15 @@ def main():
                     sys.stdout.flush()
             finally:
                 set_hugetlb_pool(0)
+    save_results(results)
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '
-          'no vCPU. Guest-driven rows pay a guest exit and re-entry per '
+          'issued directly, with a vCPU that exits to ask for each '
+          'conversion as the bench guest does (a port write instead of a '
+          'hypercall). Guest-driven rows pay a guest exit and re-entry per '
           'request, which nested TCG makes expensive.')
     print('kernel: the same calls timed inside the manager (query-guest-'
-          'memfd kernel-ns), on the running VM; mgr/kernel is the '
+          'memfd kernel-calls), on the running VM; mgr/kernel is the '
           'manager\'s own overhead over them.')
     print('footprint: host MiB is all of QEMU\'s anonymous memory plus '
           'guest_memfd pages; RAM MiB only what holds guest RAM (the RAM '

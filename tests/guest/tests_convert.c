@@ -223,42 +223,95 @@ GUEST_TEST_EXPLICIT(convert_bad, "issue one bad MAP_GPA_RANGE request "
     return TEST_PASS;
 }
 
-/*
- * Conversions only, for timing: count=N private+shared round trips of
- * chunk=BYTES, cycling through a 64 MiB window, touching no data. With
- * checkpoints=1 it stops before and after, so the host can time the loop
- * with its own clock.
- */
-GUEST_TEST_EXPLICIT(convert_bench, "time count= round trips of chunk= bytes "
-                    "(no data written); checkpoints around the loop")
+static uint64_t own_address(uint64_t gpa)
 {
-    uint64_t chunk = arg_u64("chunk", 4 * KiB);
-    uint64_t count = arg_u64("count", 256);
-    uint64_t window = 64 * MiB;
-    uint64_t base = window_base(window), t0;
-    long ret;
+    return gpa;
+}
 
-    if (!base) {
-        return test_fail("no free RAM window of %lu bytes", window);
+/* One word of each page of [gpa, gpa + size), if @touch. */
+static void touch_pages(uint64_t gpa, uint64_t size, bool touch)
+{
+    if (touch) {
+        fill_words(gpa, size, 4 * KiB, own_address);
     }
-    if (!chunk || chunk % (4 * KiB) || window % chunk) {
-        return test_fail("chunk must be a multiple of 4 KiB dividing 64 MiB");
-    }
-    test_checkpoint("phase=start chunk=%lu count=%lu", chunk, count);
-    t0 = rdtsc();
-    for (uint64_t i = 0; i < count; i++) {
-        uint64_t gpa = base + (i * chunk) % window;
+}
 
-        ret = convert_private(gpa, chunk);
+/* What each CPU of convert_bench does, and how its loop ended. */
+static struct {
+    uint64_t base, window, chunk, count;
+    bool touch;
+    struct {
+        long ret;
+        uint64_t gpa;
+    } result[MAX_CPUS];
+} bench;
+
+/* CPU @cpu's round trips in its own part of the window (@arg: CPUs). */
+static void bench_loop(int cpu, void *arg)
+{
+    uint64_t part = bench.window / (uintptr_t)arg;
+    uint64_t base = bench.base + cpu * part;
+
+    for (uint64_t i = 0; i < bench.count; i++) {
+        uint64_t gpa = base + (i * bench.chunk) % part;
+        long ret = convert_private(gpa, bench.chunk);
+
         if (!ret) {
-            ret = convert_shared(gpa, chunk);
+            touch_pages(gpa, bench.chunk, bench.touch);
+            ret = convert_shared(gpa, bench.chunk);
         }
         if (ret) {
-            return test_fail("round %lu at 0x%lx: %ld", i, gpa, ret);
+            bench.result[cpu].ret = ret;
+            bench.result[cpu].gpa = gpa;
+            return;
+        }
+        touch_pages(gpa, bench.chunk, bench.touch);
+    }
+}
+
+/*
+ * Conversions only, for timing: count=N private+shared round trips of
+ * chunk=BYTES on each of cpus=N vCPUs (default 1), each cycling through
+ * its own part of a 64 MiB window, touching no data; with touch=1, a word
+ * of each page after each conversion, so that KVM maps it in its new
+ * state (a guest uses what it converts). With checkpoints=1 it stops
+ * before and after, so the host can time the loop with its own clock.
+ */
+GUEST_TEST_EXPLICIT(convert_bench, "time count= round trips of chunk= bytes "
+                    "on each of cpus= vCPUs (touch=1: write each page after "
+                    "each conversion); checkpoints around the loop")
+{
+    uint64_t t0;
+    int n = 1;
+
+    bench.chunk = arg_u64("chunk", 4 * KiB);
+    bench.count = arg_u64("count", 256);
+    bench.touch = arg_u64("touch", 0);
+    bench.window = 64 * MiB;
+    bench.base = window_base(bench.window);
+    if (!bench.base) {
+        return test_fail("no free RAM window of %lu bytes", bench.window);
+    }
+    if (arg_u64("cpus", 1) > 1 && smp_start_test_cpus(&n)) {
+        return TEST_FAIL;
+    }
+    if (!bench.chunk || bench.chunk % (4 * KiB) ||
+        (bench.window / n) % bench.chunk) {
+        return test_fail("chunk must be a multiple of 4 KiB dividing "
+                         "64 MiB / cpus");
+    }
+    test_checkpoint("phase=start chunk=%lu count=%lu cpus=%d", bench.chunk,
+                    bench.count, n);
+    t0 = rdtsc();
+    smp_run(bench_loop, (void *)(uintptr_t)n);
+    for (int cpu = 0; cpu < n; cpu++) {
+        if (bench.result[cpu].ret) {
+            return test_fail("cpu %d at 0x%lx: %ld", cpu,
+                             bench.result[cpu].gpa, bench.result[cpu].ret);
         }
     }
-    test_info("chunk=%lu conversions=%lu tsc=%lu", chunk, 2 * count,
-              rdtsc() - t0);
+    test_info("chunk=%lu conversions=%lu cpus=%d tsc=%lu", bench.chunk,
+              2 * bench.count * n, n, rdtsc() - t0);
     test_checkpoint("phase=end");
     return TEST_PASS;
 }

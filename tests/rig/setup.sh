@@ -19,12 +19,12 @@ modules_wanted="9pnet_virtio 9p kvm-amd vfio_iommu_type1 vfio-pci"
 # scripts would not catch on its own.
 kvm_recipe=1
 
-bare_src=$here/../bench/gmem-convert-bare.c
-sig=$(cat "$here/setup.sh" "$here/init.sh" "$here/kvm-probe.c" "$bare_src" | sha256sum | cut -d' ' -f1)
+sig=$(cat "$here/setup.sh" "$here/init.sh" "$here/kvm-probe.c" | sha256sum | cut -d' ' -f1)
 ready() {
     [ -z "${RIG_REFRESH:-}" ] && [ -s "$rig/version" ] &&
     [ "$(cat "$rig/stamp" 2> /dev/null)" = "$(cat "$rig/version") $sig" ] &&
     [ -s "$rig/vmlinuz" ] && [ -s "$rig/initrd.cpio.gz" ] && [ -x "$rig/kvm-probe" ] &&
+    [ -s "$rig/include/x86_64-linux-gnu/asm/kvm.h" ] &&
     command -v qemu-system-x86_64 > /dev/null
 }
 up_to_date() {
@@ -218,11 +218,10 @@ inc=$work/root/usr/include
 gcc -static -O2 -Wall -Wextra -I "$inc/x86_64-linux-gnu" -I "$inc" \
     -o "$rig/kvm-probe.tmp" "$here/kvm-probe.c" >> "$log" 2>&1 || die "building kvm-probe failed"
 mv "$rig/kvm-probe.tmp" "$rig/kvm-probe"
-# make bench's bare-ioctl harness, against the same headers.
-gcc -static -O2 -Wall -Wextra -I "$inc/x86_64-linux-gnu" -I "$inc" \
-    -o "$rig/gmem-convert-bare.tmp" "$bare_src" >> "$log" 2>&1 ||
-    die "building gmem-convert-bare failed"
-mv "$rig/gmem-convert-bare.tmp" "$rig/gmem-convert-bare"
+# The same headers for what is built against them later (make bench),
+# dereferenced: the arch headers link into usr/lib/linux/uapi.
+rm -rf "$rig/include"
+cp -RL "$inc" "$rig/include"
 
 rm -rf "$work"
 echo "$kver $debver $sig" > "$rig/stamp"
