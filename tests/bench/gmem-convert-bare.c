@@ -142,7 +142,8 @@ static int make_vcpu(int kvm, int vm, struct kvm_run **run)
     sregs.cs = code;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
     sregs.cr0 |= 1;
-    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) || ioctl(vcpu, KVM_SET_REGS, &regs)) {
+    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) ||
+        ioctl(vcpu, KVM_SET_REGS, &regs)) {
         die("KVM_SET_SREGS");
     }
     return vcpu;

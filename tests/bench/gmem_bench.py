@@ -116,6 +116,21 @@ def timed_guest_loop(qemu, kernel, accel_opts, test, args, mem, tmp,
                      '%s %s' % (accel_opts, test))
 
 
+def interleaved(configs, run):
+    """
+    run(config) -> (seconds, extra), BENCH_REPEAT times (default 3) for
+    each config, the configs taken in turn so that a slow spell of the
+    host hits them alike; the median run of each: {config: (s, extra)}.
+    """
+    repeat = int(os.environ.get('BENCH_REPEAT', '3'))
+    runs = {c: [] for c in configs}
+    for _ in range(repeat):
+        for c in configs:
+            runs[c].append(run(c))
+    return {c: sorted(r, key=lambda x: x[0])[len(r) // 2]
+            for c, r in runs.items()}
+
+
 def meminfo_kib(field):
     return meminfo().get(field, 0)
 
@@ -246,7 +261,9 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory(prefix='gmem-bench-') as tmp:
         if want(1):
-            print('1. conversions per second (a round trip is 2 conversions)')
+            print('1. conversions per second (a round trip is 2 conversions; '
+                  'each the median of BENCH_REPEAT=%s runs, taken in turn)'
+                  % os.environ.get('BENCH_REPEAT', '3'))
             print('%-6s %10s %10s %10s %10s %9s %9s %9s' % (
                 'chunk', 'bare', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
                 'async/leg', 'async/mgr'))
@@ -256,20 +273,21 @@ def main():
                 floor = {mode: bare(tool, chunk, rounds, mode)
                          for mode in ('vcpu', 'touch', 'idle')}
                 b = floor['vcpu']['per_second']
+                paths = {'legacy': legacy, 'manager': manager,
+                         'async': manager_async}
+                median = interleaved(paths, lambda name: timed_guest_loop(
+                    qemu, kernel, paths[name], 'convert_bench', args, '256M',
+                    tmp))
                 rate = {}
-                for name, opts in (('legacy', legacy), ('manager', manager),
-                                   ('async', manager_async)):
-                    seconds, stats = timed_guest_loop(qemu, kernel, opts,
-                                                      'convert_bench', args,
-                                                      '256M', tmp)
-                    rate[name] = 2 * rounds / seconds
+                for name in paths:
+                    rate[name] = 2 * rounds / median[name][0]
                     results.setdefault(name, {})[chunk] = rate[name]
-                    if name == 'manager':
-                        _, touched = timed_guest_loop(
-                            qemu, kernel, opts, 'convert_bench',
-                            args + ' touch=1', '256M', tmp)
-                        cost.append((chunk, stats, per_call_us(stats),
-                                     per_call_us(touched), floor))
+                stats = median['manager'][1]
+                _, touched = timed_guest_loop(qemu, kernel, manager,
+                                              'convert_bench',
+                                              args + ' touch=1', '256M', tmp)
+                cost.append((chunk, stats, per_call_us(stats),
+                             per_call_us(touched), floor))
                 results.setdefault('bare', {})[chunk] = b
                 print('%-6s %10.1f %10.1f %10.1f %10.1f %9.3f %9.3f %9.3f' % (
                     chunk_name(chunk), b, rate['legacy'],
@@ -326,13 +344,14 @@ def main():
             rounds = CHUNKS[0][1]
             for cpus in (1, 2, 4):
                 args = 'chunk=4096 count=%d cpus=%d' % (rounds // cpus, cpus)
+                paths = {'legacy': legacy, 'manager': manager,
+                         'async': manager_async}
+                median = interleaved(paths, lambda name: timed_guest_loop(
+                    qemu, kernel, paths[name], 'convert_bench', args, '256M',
+                    tmp, ('-smp', str(cpus))))
                 rate = {}
-                for name, opts in (('legacy', legacy), ('manager', manager),
-                                   ('async', manager_async)):
-                    seconds, _ = timed_guest_loop(
-                        qemu, kernel, opts, 'convert_bench', args, '256M',
-                        tmp, ('-smp', str(cpus)))
-                    rate[name] = 2 * (rounds // cpus) * cpus / seconds
+                for name in paths:
+                    rate[name] = 2 * (rounds // cpus) * cpus / median[name][0]
                     results.setdefault('scaling-' + name, {})[cpus] = \
                         rate[name]
                 print('%-6d %10.1f %10.1f %10.1f %9.3f %9.3f' % (
@@ -346,18 +365,20 @@ def main():
             print('3. boot-time accept: %d MiB guest makes all free RAM '
                   'private in 2 MiB steps' % ACCEPT_MEM_MIB)
             print('%-34s %10s %12s' % ('path', 'seconds', 'vs legacy'))
+            paths = {'legacy (pre-faults each range)': legacy,
+                     'manager, prefault=off (default)': manager,
+                     'manager, prefault=on':
+                     manager + ',guest-memfd-prefault=on',
+                     'manager, discard=async': manager_async}
+            median = interleaved(paths, lambda name: timed_guest_loop(
+                qemu, kernel, paths[name], 'accept_all', '',
+                '%dM' % ACCEPT_MEM_MIB, tmp))
             base = None
-            for name, opts in (
-                    ('legacy (pre-faults each range)', legacy),
-                    ('manager, prefault=off (default)', manager),
-                    ('manager, prefault=on',
-                     manager + ',guest-memfd-prefault=on'),
-                    ('manager, discard=async', manager_async)):
-                seconds, _ = timed_guest_loop(qemu, kernel, opts, 'accept_all',
-                                              '', '%dM' % ACCEPT_MEM_MIB, tmp)
+            for name in paths:
+                seconds = median[name][0]
                 base = base or seconds
                 print('%-34s %10.3f %11.2fx' % (name, seconds, base / seconds))
-                sys.stdout.flush()
+            sys.stdout.flush()
         if want(4):
             print()
             print('4. footprint: a %d MiB guest touches every page of its '

@@ -76,7 +76,7 @@ static void push(KvmGmemDiscardQueue *q, const Entry *e)
     Entry *t = model_len ? &model[model_len - 1] : NULL;
 
     kvm_gmem_discard_queue_push(q, (void *)e->block, e->offset, e->size,
-                                e->guest_memfd);
+                                e->guest_memfd, 0);
     if (t && t->block == e->block && t->guest_memfd == e->guest_memfd &&
         !t->failed && !t->flying && e->offset <= t->offset + t->size &&
         t->offset <= e->offset + e->size) {

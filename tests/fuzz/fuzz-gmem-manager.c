@@ -23,10 +23,11 @@
  * side of RamBlockAttributes (its bitmap, kept as upstream's
  * ram_block_attributes_state_change() keeps it, with a listener that can
  * refuse to populate), and the huge page pool of block 1, whose shared
- * side is of huge pages (it can be empty). The manager's locks, queue, lease table, request
- * decoding and runs are the real ones. discard=async is left out: its
- * worker thread would make runs irreproducible; the ordering rule's
- * flush is covered through failed discards, which use the same queue.
+ * side is of huge pages (it can be empty). The manager's locks, queue,
+ * lease table, request decoding, runs and section cache are the real
+ * ones. discard=async is left out: its worker thread would make runs
+ * irreproducible; the ordering rule's flush is covered through failed
+ * discards, which use the same queue.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

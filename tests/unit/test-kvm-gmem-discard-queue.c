@@ -36,10 +36,10 @@ static bool fail_guest_memfd(KvmGmemDiscard *d, void *opaque)
 static void push_four(KvmGmemDiscardQueue *q)
 {
     kvm_gmem_discard_queue_init(q);
-    kvm_gmem_discard_queue_push(q, &block1, 0, 4 * KiB, false);
-    kvm_gmem_discard_queue_push(q, &block1, 8 * KiB, 4 * KiB, true);
-    kvm_gmem_discard_queue_push(q, &block2, 0, 4 * KiB, false);
-    kvm_gmem_discard_queue_push(q, &block1, 2 * MiB, 2 * MiB, true);
+    kvm_gmem_discard_queue_push(q, &block1, 0, 4 * KiB, false, 0);
+    kvm_gmem_discard_queue_push(q, &block1, 8 * KiB, 4 * KiB, true, 0);
+    kvm_gmem_discard_queue_push(q, &block2, 0, 4 * KiB, false, 0);
+    kvm_gmem_discard_queue_push(q, &block1, 2 * MiB, 2 * MiB, true, 0);
 }
 
 /* The worker's turn: take the oldest, finish it as @done says. */
@@ -149,7 +149,7 @@ static void test_failed_discard_stays_pending(void)
     g_assert_cmpuint(q.backlog, ==, 4 * KiB + 2 * MiB);
 
     /* One the worker fails stays, marked failed, where it was. */
-    kvm_gmem_discard_queue_push(&q, &block2, 0, 4 * KiB, true);
+    kvm_gmem_discard_queue_push(&q, &block2, 0, 4 * KiB, true, 0);
     pop_finish(&q, false);
     g_assert_null(kvm_gmem_discard_queue_pop(&q));
     g_assert_cmpuint(q.backlog, ==, 8 * KiB + 2 * MiB);
@@ -184,14 +184,14 @@ static void test_push_coalesces_with_newest(void)
     KvmGmemDiscard d;
 
     kvm_gmem_discard_queue_init(&q);
-    kvm_gmem_discard_queue_push(&q, &block1, 8 * KiB, 4 * KiB, false);
-    kvm_gmem_discard_queue_push(&q, &block1, 12 * KiB, 4 * KiB, false);
-    kvm_gmem_discard_queue_push(&q, &block1, 4 * KiB, 4 * KiB, false);
-    kvm_gmem_discard_queue_push(&q, &block1, 6 * KiB, 16 * KiB, false);
+    kvm_gmem_discard_queue_push(&q, &block1, 8 * KiB, 4 * KiB, false, 0);
+    kvm_gmem_discard_queue_push(&q, &block1, 12 * KiB, 4 * KiB, false, 0);
+    kvm_gmem_discard_queue_push(&q, &block1, 4 * KiB, 4 * KiB, false, 0);
+    kvm_gmem_discard_queue_push(&q, &block1, 6 * KiB, 16 * KiB, false, 0);
     g_assert_cmpuint(q.backlog, ==, 18 * KiB);
-    kvm_gmem_discard_queue_push(&q, &block1, 22 * KiB, 4 * KiB, true);
-    kvm_gmem_discard_queue_push(&q, &block2, 26 * KiB, 4 * KiB, true);
-    kvm_gmem_discard_queue_push(&q, &block2, 34 * KiB, 4 * KiB, true);
+    kvm_gmem_discard_queue_push(&q, &block1, 22 * KiB, 4 * KiB, true, 0);
+    kvm_gmem_discard_queue_push(&q, &block2, 26 * KiB, 4 * KiB, true, 0);
+    kvm_gmem_discard_queue_push(&q, &block2, 34 * KiB, 4 * KiB, true, 0);
     g_assert_cmpuint(q.backlog, ==, 30 * KiB);
     d = pop_finish(&q, true);
     g_assert_cmpuint(d.offset, ==, 4 * KiB);
@@ -201,7 +201,7 @@ static void test_push_coalesces_with_newest(void)
     g_assert_cmpuint(pop_finish(&q, true).offset, ==, 26 * KiB);
     /* In flight: a push next to it is queued on its own. */
     g_assert_nonnull(kvm_gmem_discard_queue_pop(&q));
-    kvm_gmem_discard_queue_push(&q, &block2, 38 * KiB, 4 * KiB, true);
+    kvm_gmem_discard_queue_push(&q, &block2, 38 * KiB, 4 * KiB, true, 0);
     g_assert_cmpuint(q.backlog, ==, 8 * KiB);
     kvm_gmem_discard_queue_drop_block(&q, &block2);
     g_assert_false(QSIMPLEQ_EMPTY(&q.pending));
@@ -242,6 +242,33 @@ static void test_in_flight_busy_and_dropped(void)
     g_assert_true(QSIMPLEQ_EMPTY(&q.pending) && !q.backlog);
 }
 
+/*
+ * The worker's clock: the oldest discard it may take, by the time it was
+ * first queued (an extension keeps it); failed and in-flight ones do not
+ * count.
+ */
+static void test_oldest_takeable(void)
+{
+    KvmGmemDiscardQueue q;
+    KvmGmemDiscard *d;
+
+    kvm_gmem_discard_queue_init(&q);
+    g_assert_cmpint(kvm_gmem_discard_queue_oldest(&q), ==, -1);
+    kvm_gmem_discard_queue_push(&q, &block1, 0, 4 * KiB, false, 100);
+    kvm_gmem_discard_queue_push(&q, &block1, 4 * KiB, 4 * KiB, false, 200);
+    kvm_gmem_discard_queue_push(&q, &block2, 0, 4 * KiB, false, 300);
+    g_assert_cmpint(kvm_gmem_discard_queue_oldest(&q), ==, 100);
+    d = kvm_gmem_discard_queue_pop(&q);
+    g_assert_cmpuint(d->size, ==, 8 * KiB);
+    g_assert_cmpint(kvm_gmem_discard_queue_oldest(&q), ==, 300);
+    kvm_gmem_discard_queue_finish(&q, d, false);
+    g_assert_cmpint(kvm_gmem_discard_queue_oldest(&q), ==, 300);
+    pop_finish(&q, true);
+    g_assert_cmpint(kvm_gmem_discard_queue_oldest(&q), ==, -1);
+    kvm_gmem_discard_queue_drop_block(&q, &block1);
+    g_assert_true(QSIMPLEQ_EMPTY(&q.pending));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -257,5 +284,7 @@ int main(int argc, char **argv)
                     test_push_coalesces_with_newest);
     g_test_add_func("/kvm-gmem/discard-queue/in-flight",
                     test_in_flight_busy_and_dropped);
+    g_test_add_func("/kvm-gmem/discard-queue/oldest-takeable",
+                    test_oldest_takeable);
     return g_test_run();
 }

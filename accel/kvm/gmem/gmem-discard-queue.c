@@ -23,7 +23,7 @@ static void gmem_discard_dequeue(KvmGmemDiscardQueue *q, KvmGmemDiscard *d)
 
 void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
                                  uint64_t offset, uint64_t size,
-                                 bool guest_memfd)
+                                 bool guest_memfd, int64_t now_ns)
 {
     KvmGmemDiscard *d = QSIMPLEQ_LAST(&q->pending, KvmGmemDiscard, next);
 
@@ -42,10 +42,22 @@ void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
     d = g_new(KvmGmemDiscard, 1);
     *d = (KvmGmemDiscard) {
         .block = block, .offset = offset, .size = size,
-        .guest_memfd = guest_memfd,
+        .guest_memfd = guest_memfd, .queued_ns = now_ns,
     };
     QSIMPLEQ_INSERT_TAIL(&q->pending, d, next);
     q->backlog += size;
+}
+
+int64_t kvm_gmem_discard_queue_oldest(KvmGmemDiscardQueue *q)
+{
+    KvmGmemDiscard *d;
+
+    QSIMPLEQ_FOREACH(d, &q->pending, next) {
+        if (!d->failed && !d->in_flight) {
+            return d->queued_ns;
+        }
+    }
+    return -1;
 }
 
 KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q)

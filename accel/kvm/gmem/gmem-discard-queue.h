@@ -28,6 +28,7 @@ typedef struct KvmGmemDiscard {
     bool guest_memfd;
     bool failed;                /* tried and failed: only a flush retries */
     bool in_flight;             /* taken by the worker, not finished */
+    int64_t queued_ns;          /* when first queued (a clock of the caller) */
     QSIMPLEQ_ENTRY(KvmGmemDiscard) next;
 } KvmGmemDiscard;
 
@@ -38,9 +39,16 @@ typedef struct KvmGmemDiscardQueue {
 
 void kvm_gmem_discard_queue_init(KvmGmemDiscardQueue *q);
 
+/* Queue a discard at @now_ns (or extend the newest: it keeps its time). */
 void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
                                  uint64_t offset, uint64_t size,
-                                 bool guest_memfd);
+                                 bool guest_memfd, int64_t now_ns);
+
+/*
+ * When the oldest discard that kvm_gmem_discard_queue_pop() would return
+ * was queued, or -1 if there is none.
+ */
+int64_t kvm_gmem_discard_queue_oldest(KvmGmemDiscardQueue *q);
 
 /*
  * The oldest pending discard neither failed nor in flight, marked in

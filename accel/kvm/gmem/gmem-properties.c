@@ -133,8 +133,8 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "guest-memfd-discard",
         "What a conversion does with the side that became stale: 'sync' "
         "(default: free it before answering), 'async' (free it from a "
-        "worker thread, soon after) or 'none' (keep it; uses up to twice "
-        "the memory)");
+        "worker thread about 1 ms later, unless the range converts again "
+        "first) or 'none' (keep it; uses up to twice the memory)");
     object_class_property_add_bool(oc, "guest-memfd-hugetlb-discard",
                                    gmem_get_hugetlb_discard,
                                    gmem_set_hugetlb_discard);

@@ -129,6 +129,7 @@ static struct {
     KvmGmemDiscardQueue pending;
     QemuCond pending_cond;      /* pending became non-empty */
     QemuCond in_flight_cond;    /* the worker finished a discard */
+    bool worker_idle;           /* waits for a push, not for a deadline */
     bool worker_started;
 
     /* Host I/O on shared memory; see the lease invariants above. */
@@ -521,26 +522,49 @@ static void gmem_discard_failed(RAMBlock *rb, uint64_t offset, uint64_t size,
 }
 
 /*
+ * How long a queued discard waits before the async worker takes it. A
+ * range the guest converts back at once (SEV-SNP bounce buffers go to
+ * and fro) has its stale copy freed by that conversion's flush, on the
+ * vCPU, as discard=sync would: a worker racing for it would add only a
+ * wake-up and a wait to the vCPU's path. What the guest leaves as it is
+ * (memory accepted at boot) is freed off the vCPU's path.
+ */
+#define GMEM_DISCARD_DELAY_MS 1
+
+/*
  * discard=async: frees queued stale ranges off the vCPU threads, oldest
- * first, without gmem.lock, so that conversions go on meanwhile. The
- * discard it works on stays queued, in flight, and a conversion that
- * overlaps it waits for it (gmem_wait_in_flight()): the ordering rule
- * holds. Its RCU read section keeps the block's memory and guest_memfd
- * alive if the block is removed meanwhile (RAMBlocks are freed after a
- * grace period). One that fails is left to a flush.
+ * first once they have waited GMEM_DISCARD_DELAY_MS, without gmem.lock,
+ * so that conversions go on meanwhile. The discard it works on stays
+ * queued, in flight, and a conversion that overlaps it waits for it
+ * (gmem_wait_in_flight()): the ordering rule holds. Its RCU read section
+ * keeps the block's memory and guest_memfd alive if the block is removed
+ * meanwhile (RAMBlocks are freed after a grace period). One that fails is
+ * left to a flush.
  */
 static void *gmem_discard_worker(void *opaque)
 {
     rcu_register_thread();
     qemu_mutex_lock(&gmem.lock);
     for (;;) {
+        int64_t oldest = kvm_gmem_discard_queue_oldest(&gmem.pending);
+        int64_t wait_ns = oldest + GMEM_DISCARD_DELAY_MS * SCALE_MS -
+                          get_clock();
         KvmGmemDiscard *d;
         RAMBlock *rb;
         int ret;
 
-        while (!(d = kvm_gmem_discard_queue_pop(&gmem.pending))) {
+        if (oldest < 0) {
+            gmem.worker_idle = true;    /* the next push wakes it */
             qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
+            gmem.worker_idle = false;
+            continue;
         }
+        if (wait_ns > 0) {
+            qemu_cond_timedwait(&gmem.pending_cond, &gmem.lock,
+                                DIV_ROUND_UP(wait_ns, SCALE_MS));
+            continue;
+        }
+        d = kvm_gmem_discard_queue_pop(&gmem.pending);
         rb = d->block;
         trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), d->offset, d->size,
                                d->guest_memfd ? "guest_memfd" : "shared");
@@ -596,8 +620,11 @@ static void gmem_discard_as_policy(RAMBlock *rb, uint64_t offset,
                            NULL, QEMU_THREAD_DETACHED);
         gmem.worker_started = true;
     }
-    kvm_gmem_discard_queue_push(&gmem.pending, rb, offset, size, guest_memfd);
-    qemu_cond_signal(&gmem.pending_cond);
+    kvm_gmem_discard_queue_push(&gmem.pending, rb, offset, size, guest_memfd,
+                                get_clock());
+    if (gmem.worker_idle) {
+        qemu_cond_signal(&gmem.pending_cond);
+    }
 }
 
 /* The shared side of @rb is of huge pages (hugetlb). */
