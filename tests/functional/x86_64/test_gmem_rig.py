@@ -18,6 +18,36 @@ MESON_TIMEOUT = 2700
 MARGIN = 300
 
 
+# A rig that failed before its first result is run again if this much
+# of the time is gone at most (a whole run takes 4-6 min here).
+RETRY_WITHIN = 900
+
+
+def relay(cmd, env, start, again=False):
+    """
+    Run @cmd, passing its TAP on as it comes, each result followed by how
+    long its test took; (exit status, how many results it gave). @again:
+    a second run, whose TAP version line would be out of place.
+    """
+    results = 0
+    last = time.monotonic()
+    sys.stdout.flush()
+    with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True,
+                          errors='replace') as proc:
+        for line in proc.stdout:
+            if again and line.startswith('TAP version'):
+                continue
+            sys.stdout.write(line)
+            if line.startswith(('ok ', 'not ok ')):
+                now = time.monotonic()
+                print('# %.1f s (%.0f s in all)' % (now - last, now - start))
+                last = now
+                results += 1
+            sys.stdout.flush()
+    return proc.returncode, results
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     src = os.path.normpath(os.path.join(here, '..', '..', '..'))
@@ -37,20 +67,15 @@ def main():
     cmd = [os.path.join(src, 'tests', 'rig', 'run.sh'),
            '/usr/bin/env', 'PYTHONPATH=' + pythonpath, '/usr/bin/python3',
            '-u', os.path.join(here, 'test_gmem_sw_protected.py')]
-    sys.stdout.flush()
-    # Each result line as it comes, then how long that test took.
-    start = last = time.monotonic()
-    with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, text=True,
-                          errors='replace') as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            if line.startswith(('ok ', 'not ok ')):
-                now = time.monotonic()
-                print('# %.1f s (%.0f s in all)' % (now - last, now - start))
-                last = now
-            sys.stdout.flush()
-    status = proc.returncode
+    start = time.monotonic()
+    status, results = relay(cmd, env, start)
+    if status and not results and time.monotonic() - start < RETRY_WITHIN:
+        # Nothing ran: the rig itself failed. Once more, as a user would.
+        print('# the rig ended with status %d before any result; '
+              'running it once more' % status)
+        env['RIG_TIMEOUT'] = str(int(MESON_TIMEOUT - MARGIN -
+                                     (time.monotonic() - start)))
+        status, results = relay(cmd, env, start, again=True)
     if status == 124:
         print('Bail out! the rig ran out of time (RIG_TIMEOUT=%s s)'
               % env['RIG_TIMEOUT'])
