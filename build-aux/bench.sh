@@ -16,6 +16,34 @@ if [ ! "$bare" -nt "$bare_src" ]; then
         -o "$bare.tmp" "$bare_src"
     mv "$bare.tmp" "$bare"
 fi
+# Row 9: the kernel's own conversion test, from the rig's linux-source
+# (tools/testing/selftests/kvm), against the same headers.
+kst=$cache/rig/selftests/private_mem_conversions_test
+if [ ! -x "$kst" ]; then
+    echo "bench: building the kernel's private_mem_conversions_test (1-2 min)"
+    ksrc=$cache/rig/ksrc
+    rm -rf "$ksrc"
+    mkdir -p "$ksrc/usr" "$(dirname "$kst")"
+    dpkg-deb --fsys-tarfile "$(ls "$cache"/rig/debs/linux-source-*.deb | head -n 1)" |
+        tar -xO --wildcards './usr/src/linux-source-*.tar.xz' | xz -dc |
+        tar -x -C "$ksrc" --strip-components=1 --wildcards \
+            --no-wildcards-match-slash 'linux-source-*/tools' \
+            'linux-source-*/include' 'linux-source-*/arch/x86/include' \
+            'linux-source-*/scripts' 'linux-source-*/Makefile'
+    # The selftests take UAPI headers from usr/include, asm/ included.
+    cp -RL "$cache/rig/include" "$ksrc/usr/include"
+    cp -R "$ksrc/usr/include/x86_64-linux-gnu/asm" "$ksrc/usr/include/asm"
+    d=$ksrc/tools/testing/selftests/kvm
+    # OUTPUT: kselftest's lib.mk sets it only at MAKELEVEL 0 (not under
+    # make bench); -r: a built-in %: %.c would link the test without its
+    # library.
+    make -r -C "$d" -j"$(nproc)" OUTPUT="$d" \
+        "$d/x86/private_mem_conversions_test" \
+        > "$cache/rig/selftests.log" 2>&1 &&
+        cp "$d/x86/private_mem_conversions_test" "$kst" ||
+        echo "bench: building it failed, see $cache/rig/selftests.log"
+    rm -rf "$ksrc"
+fi
 # The chart's plotter.
 command -v gnuplot > /dev/null || {
     "$repo/build-aux/apt-setup.sh"
