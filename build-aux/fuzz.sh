@@ -54,7 +54,7 @@ PY
 harnesses="request:gmem-request.c
 discard-queue:gmem-discard-queue.c
 launch-plan:launch-plan.c,launch-digest.c,util
-manager:kvm-gmem.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
+manager:kvm-gmem.c,gmem-discard.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
 
 execs_total=0 findings_total=0 n=0
 for h in $harnesses; do

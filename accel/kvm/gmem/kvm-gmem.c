@@ -6,7 +6,9 @@
  * page-state changes and TDX MapGPA arrive this way), the initial state
  * of new memslots and SEV-SNP launch, guest-memfd-convert (QMP), and
  * system reset. docs/devel/kvm-gmem.rst has the design; gmem-monitor.c
- * reports what this file owns, gmem-kernel.c makes its kernel calls.
+ * reports what this file owns, gmem-kernel.c makes its kernel calls,
+ * gmem-discard.c frees the stale side (now, from its worker, or in whole
+ * huge pages) and gmem-lookup.c finds the memory under a request.
  *
  * Invariants, under gmem.lock:
  *  - the RamBlockAttributes bitmap is the record of the state: KVM's
@@ -67,7 +69,7 @@
 #include "system/kvm-gmem.h"
 #include "system/ramblock.h"
 #include "system/reset.h"
-#include "gmem-discard-queue.h"
+#include "gmem-discard.h"
 #include "gmem-kernel.h"
 #include "gmem-lease.h"
 #include "gmem-lookup.h"
@@ -125,12 +127,6 @@ static struct {
     GArray *pieces;             /* KvmGmemPiece */
     GArray *runs;               /* KvmGmemRun */
 
-    /* Stale copies not freed yet: discard=async's, and failed ones. */
-    KvmGmemDiscardQueue pending;
-    QemuCond pending_cond;      /* pending became non-empty */
-    QemuCond in_flight_cond;    /* the worker finished a discard */
-    bool worker_idle;           /* waits for a push, not for a deadline */
-    bool worker_started;
 
     /* Host I/O on shared memory; see the lease invariants above. */
     QemuMutex lease_lock;
@@ -145,9 +141,7 @@ static void __attribute__((constructor)) kvm_gmem_init_lock(void)
     qemu_mutex_init(&gmem.lock);
     gmem.pieces = g_array_new(false, false, sizeof(KvmGmemPiece));
     gmem.runs = g_array_new(false, false, sizeof(KvmGmemRun));
-    qemu_cond_init(&gmem.pending_cond);
-    qemu_cond_init(&gmem.in_flight_cond);
-    kvm_gmem_discard_queue_init(&gmem.pending);
+    kvm_gmem_discard_init(&gmem.lock, &gmem.stats);
     qemu_mutex_init(&gmem.lease_lock);
     qemu_cond_init(&gmem.lease_cond);
     kvm_gmem_leases_init(&gmem.leases);
@@ -210,7 +204,7 @@ void kvm_gmem_read_stats(KvmGmemStats *stats, KvmGmemBlockFn *fn,
 
     QEMU_LOCK_GUARD(&gmem.lock);
     *stats = gmem.stats;
-    stats->discard_backlog = gmem.pending.backlog;
+    stats->discard_backlog = kvm_gmem_discard_backlog();
     WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
         stats->leases = gmem.leases.active;
         stats->lease_waits = gmem.lease_waits;
@@ -247,12 +241,6 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot)
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private,
                                          KvmGmemConvertMode mode);
-static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
-                                   uint64_t size);
-static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque);
-static void gmem_wait_in_flight(RAMBlock *rb, uint64_t offset, uint64_t size);
-static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
-                         bool guest_memfd, bool now);
 
 /* flatview_for_each_range(): collect guest_memfd RAM with a private side. */
 static bool gmem_mapped_range(Int128 start, Int128 len,
@@ -326,11 +314,8 @@ static void gmem_reset(void *opaque)
         uint64_t size = gmem_block_bytes(b->rb);
         g_autofree unsigned long *kept = NULL;
 
-        gmem_wait_in_flight(b->rb, 0, size);
-        kvm_gmem_discard_queue_take_overlapping(&gmem.pending, b->rb, 0,
-                                                size, gmem_flush_one_or_zero,
-                                                NULL);
-        gmem_discard(b->rb, 0, size, true, true);
+        kvm_gmem_flush_for_reset(b->rb, size);
+        kvm_gmem_discard(b->rb, 0, size, true, true);
         if (stuck->len) {
             kept = bitmap_new(attr->bitmap_size);
             bitmap_copy(kept, attr->bitmap, attr->bitmap_size);
@@ -358,7 +343,7 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
     QEMU_LOCK_GUARD(&gmem.lock);
     QLIST_FOREACH_SAFE(b, &gmem.blocks, next, next) {
         if (b->rb->host == host) {
-            kvm_gmem_discard_queue_drop_block(&gmem.pending, b->rb);
+            kvm_gmem_discard_forget_block(b->rb);
             QLIST_REMOVE(b, next);
             g_free(b);
         }
@@ -482,281 +467,6 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
     return KVM_GMEM_OK;
 }
 
-/* Count a discard done, under gmem.lock. A failed one: false. */
-static bool gmem_discard_account(RAMBlock *rb, uint64_t offset, uint64_t size,
-                                 bool guest_memfd, int ret)
-{
-    if (!ret && !guest_memfd && rb->page_size > qemu_real_host_page_size()) {
-        gmem.stats.huge_freed += size;
-    }
-    if (ret) {
-        gmem.stats.discard_failures++;
-        trace_kvm_gmem_discard_failed(qemu_ram_get_idstr(rb), offset, size,
-                                      ret);
-    }
-    return !ret;
-}
-
-/* Free a stale copy now. A discard that fails is counted: false. */
-static bool gmem_discard_now(RAMBlock *rb, uint64_t offset, uint64_t size,
-                             bool guest_memfd)
-{
-    trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), offset, size,
-                           guest_memfd ? "guest_memfd" : "shared");
-    return gmem_discard_account(rb, offset, size, guest_memfd,
-                                kvm_gmem_kernel_discard(rb, offset, size,
-                                                        guest_memfd));
-}
-
-/* A discard that failed waits, pending, for the next flush of its range. */
-static void gmem_discard_failed(RAMBlock *rb, uint64_t offset, uint64_t size,
-                                bool guest_memfd)
-{
-    KvmGmemDiscard *d = g_new0(KvmGmemDiscard, 1);
-
-    *d = (KvmGmemDiscard) {
-        .block = rb, .offset = offset, .size = size,
-        .guest_memfd = guest_memfd,
-    };
-    kvm_gmem_discard_queue_requeue_failed(&gmem.pending, d);
-}
-
-/*
- * How long a queued discard waits before the async worker takes it. A
- * range the guest converts back at once (SEV-SNP bounce buffers go to
- * and fro) has its stale copy freed by that conversion's flush, on the
- * vCPU, as discard=sync would: a worker racing for it would add only a
- * wake-up and a wait to the vCPU's path. What the guest leaves as it is
- * (memory accepted at boot) is freed off the vCPU's path.
- */
-#define GMEM_DISCARD_DELAY_MS 1
-
-/*
- * discard=async: frees queued stale ranges off the vCPU threads, oldest
- * first once they have waited GMEM_DISCARD_DELAY_MS, without gmem.lock,
- * so that conversions go on meanwhile. The discard it works on stays
- * queued, in flight, and a conversion that overlaps it waits for it
- * (gmem_wait_in_flight()): the ordering rule holds. Its RCU read section
- * keeps the block's memory and guest_memfd alive if the block is removed
- * meanwhile (RAMBlocks are freed after a grace period). One that fails is
- * left to a flush.
- */
-static void *gmem_discard_worker(void *opaque)
-{
-    rcu_register_thread();
-    qemu_mutex_lock(&gmem.lock);
-    for (;;) {
-        int64_t oldest = kvm_gmem_discard_queue_oldest(&gmem.pending);
-        int64_t wait_ns = oldest + GMEM_DISCARD_DELAY_MS * SCALE_MS -
-                          get_clock();
-        KvmGmemDiscard *d;
-        RAMBlock *rb;
-        int ret;
-
-        if (oldest < 0) {
-            gmem.worker_idle = true;    /* the next push wakes it */
-            qemu_cond_wait(&gmem.pending_cond, &gmem.lock);
-            gmem.worker_idle = false;
-            continue;
-        }
-        if (wait_ns > 0) {
-            qemu_cond_timedwait(&gmem.pending_cond, &gmem.lock,
-                                DIV_ROUND_UP(wait_ns, SCALE_MS));
-            continue;
-        }
-        d = kvm_gmem_discard_queue_pop(&gmem.pending);
-        rb = d->block;
-        trace_kvm_gmem_discard(qemu_ram_get_idstr(rb), d->offset, d->size,
-                               d->guest_memfd ? "guest_memfd" : "shared");
-        rcu_read_lock();
-        qemu_mutex_unlock(&gmem.lock);
-        ret = kvm_gmem_kernel_discard(rb, d->offset, d->size, d->guest_memfd);
-        rcu_read_unlock();
-        qemu_mutex_lock(&gmem.lock);
-        /* A block removed meanwhile was cut loose: d->block is NULL. */
-        if (d->block) {
-            gmem_discard_account(rb, d->offset, d->size, d->guest_memfd,
-                                 ret);
-        }
-        kvm_gmem_discard_queue_finish(&gmem.pending, d, !ret);
-        qemu_cond_broadcast(&gmem.in_flight_cond);
-    }
-    return NULL;
-}
-
-/* Until no discard in flight overlaps [offset, offset + size) of @rb. */
-static void gmem_wait_in_flight(RAMBlock *rb, uint64_t offset, uint64_t size)
-{
-    while (kvm_gmem_discard_queue_busy(&gmem.pending, rb, offset, size)) {
-        qemu_cond_wait(&gmem.in_flight_cond, &gmem.lock);
-    }
-}
-
-/* Free a stale copy as the policy says; @now overrides it (reset). */
-static void gmem_discard_as_policy(RAMBlock *rb, uint64_t offset,
-                                   uint64_t size, bool guest_memfd, bool now)
-{
-    GuestMemfdDiscard policy = now ? GUEST_MEMFD_DISCARD_SYNC :
-                                     kvm_gmem_config.discard;
-    int64_t t0;
-
-    switch (policy) {
-    case GUEST_MEMFD_DISCARD_SYNC:
-        t0 = get_clock();
-        if (!gmem_discard_now(rb, offset, size, guest_memfd)) {
-            gmem_discard_failed(rb, offset, size, guest_memfd);
-        }
-        gmem.stats.kernel_ns += get_clock() - t0;
-        return;
-    case GUEST_MEMFD_DISCARD_NONE:
-        return;
-    default:
-        break;
-    }
-    if (!gmem.worker_started) {
-        QemuThread thread;
-
-        qemu_thread_create(&thread, "gmem-discard", gmem_discard_worker,
-                           NULL, QEMU_THREAD_DETACHED);
-        gmem.worker_started = true;
-    }
-    kvm_gmem_discard_queue_push(&gmem.pending, rb, offset, size, guest_memfd,
-                                get_clock());
-    if (gmem.worker_idle) {
-        qemu_cond_signal(&gmem.pending_cond);
-    }
-}
-
-/* The shared side of @rb is of huge pages (hugetlb). */
-static bool gmem_shared_side_huge(RAMBlock *rb)
-{
-    return rb->page_size > qemu_real_host_page_size();
-}
-
-/*
- * Of a stale shared range of huge pages, free the whole huge pages that
- * are private now; one that is private only in part is kept, and freed
- * by the conversion of its last part. The queued or failed discard of a
- * huge page covers all of it, so the ordering rule flushes it before any
- * part of it changes again.
- */
-static void gmem_discard_huge(RAMBlock *rb, uint64_t offset, uint64_t size,
-                              bool now)
-{
-    const uint64_t bs = qemu_real_host_page_size();
-    RamBlockAttributes *attr = rb->attributes;
-    unsigned long bit = offset / bs, first, last;
-    const unsigned long end = DIV_ROUND_UP(offset + size, bs);
-
-    if (!kvm_gmem_config.hugetlb_discard) {
-        return;     /* kept, as QEMU 10.2 does */
-    }
-    while (kvm_gmem_next_private_groups(attr->bitmap, attr->bitmap_size,
-                                        &bit, end, rb->page_size / bs,
-                                        &first, &last)) {
-        gmem_discard_as_policy(rb, first * bs, (last - first) * bs, false,
-                               now);
-    }
-}
-
-/* Free a stale copy: the guest_memfd's, or the shared one. */
-static void gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
-                         bool guest_memfd, bool now)
-{
-    if (!guest_memfd && gmem_shared_side_huge(rb)) {
-        gmem_discard_huge(rb, offset, size, now);
-    } else {
-        gmem_discard_as_policy(rb, offset, size, guest_memfd, now);
-    }
-}
-
-/*
- * Of a private run going shared, the parts in huge pages that were kept
- * (private in part only) still hold what they held when last shared:
- * zero them, as a discard would have. Wholly private huge pages were
- * freed, and come back zeroed.
- */
-static void gmem_zero_kept_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
-{
-    const uint64_t bs = qemu_real_host_page_size();
-    RamBlockAttributes *attr = rb->attributes;
-    uint64_t end = offset + size;
-
-    for (uint64_t hp = QEMU_ALIGN_DOWN(offset, rb->page_size); hp < end;
-         hp += rb->page_size) {
-        uint64_t from = MAX(hp, offset), to = MIN(hp + rb->page_size, end);
-
-        if (!kvm_gmem_group_private(attr->bitmap, attr->bitmap_size, hp / bs,
-                                    rb->page_size / bs)) {
-            memset((uint8_t *)rb->host + from, 0, to - from);
-        }
-    }
-}
-
-/*
- * Before a private run of a shared side of huge pages becomes shared:
- * allocate its huge pages, so that the guest's touch cannot find the pool
- * empty, and clear what kept ones hold. False if the pool cannot give
- * them; the run stays private, and gmem_convert_pieces() gives back what
- * was allocated.
- */
-static bool gmem_populate_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
-{
-    uint64_t start = QEMU_ALIGN_DOWN(offset, rb->page_size);
-    uint64_t end = QEMU_ALIGN_UP(offset + size, rb->page_size);
-    int ret;
-
-    if (!gmem_shared_side_huge(rb) || !kvm_gmem_config.hugetlb_discard) {
-        return true;
-    }
-    ret = kvm_gmem_kernel_populate_shared(rb, start, end - start);
-    if (!ret) {
-        if (kvm_gmem_config.discard != GUEST_MEMFD_DISCARD_NONE) {
-            gmem_zero_kept_huge(rb, offset, size);
-        }
-        return true;
-    }
-    trace_kvm_gmem_kernel_failed("populate-shared", start, end - start, ret);
-    gmem.stats.huge_populate_failures++;
-    return false;
-}
-
-static bool gmem_flush_one(KvmGmemDiscard *d, void *opaque)
-{
-    trace_kvm_gmem_discard_flush(qemu_ram_get_idstr(d->block), d->offset,
-                                 d->size);
-    return gmem_discard_now(d->block, d->offset, d->size, d->guest_memfd);
-}
-
-/* Reset's flush: a shared copy that cannot be freed is zeroed in place. */
-static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque)
-{
-    if (gmem_flush_one(d, opaque)) {
-        return true;
-    }
-    if (d->guest_memfd) {
-        return false;   /* retried before the range can go private again */
-    }
-    memset((uint8_t *)((RAMBlock *)d->block)->host + d->offset, 0, d->size);
-    return true;
-}
-
-/*
- * The ordering rule: before [offset, offset + size) of @rb changes state,
- * every pending discard that overlaps it is done now. A discard queued for
- * an earlier state can then never land after the guest has put data in
- * the range's new state, and a stale copy is gone before its side can be
- * the live one again. False if one of them failed again.
- */
-static bool gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
-                                   uint64_t size)
-{
-    gmem_wait_in_flight(rb, offset, size);
-    return kvm_gmem_discard_queue_take_overlapping(&gmem.pending, rb, offset,
-                                                   size, gmem_flush_one,
-                                                   NULL);
-}
-
 static uint64_t gmem_run_gpa(const KvmGmemPiece *p, const KvmGmemRun *run)
 {
     return p->gpa + (run->offset - p->offset);
@@ -778,7 +488,7 @@ static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
 
     trace_kvm_gmem_convert_run(gpa, run->size,
                                to_private ? "private" : "shared");
-    if (!to_private && !gmem_populate_huge(p->rb, run->offset, run->size)) {
+    if (!to_private && !kvm_gmem_populate_huge(p->rb, run->offset, run->size)) {
         return KVM_GMEM_REJECT_NO_MEMORY;
     }
     if (to_private) {
@@ -858,7 +568,7 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
 
-        if (!gmem_flush_overlapping(p->rb, run->offset, run->size) &&
+        if (!kvm_gmem_flush_overlapping(p->rb, run->offset, run->size) &&
             mode != GMEM_CONVERT_RESET) {
             return KVM_GMEM_REJECT_DISCARD;     /* nothing changed yet */
         }
@@ -886,15 +596,15 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
         KvmGmemBlockStats *st = &gmem_block(p->rb)->stats;
 
         if (!run->done) {
-            if (!to_private && gmem_shared_side_huge(p->rb)) {
-                /* Private still: what gmem_populate_huge() allocated. */
-                gmem_discard_huge(p->rb, run->offset, run->size, true);
+            if (!to_private && kvm_gmem_shared_side_huge(p->rb)) {
+                /* Private still: what kvm_gmem_populate_huge() allocated. */
+                kvm_gmem_discard_huge(p->rb, run->offset, run->size, true);
             }
             continue;
         }
         if (mode != GMEM_CONVERT_LAUNCH) {
             /* The stale side: the shared copy, or the guest_memfd's. */
-            gmem_discard(p->rb, run->offset, run->size, !to_private, false);
+            kvm_gmem_discard(p->rb, run->offset, run->size, !to_private, false);
         }
         /* A request counts once per piece it converted part of. */
         if (to_private) {
@@ -1110,7 +820,7 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
         /* Runs not shared, i.e. private: their shared copy is stale. */
         while (whole && kvm_gmem_next_run(p->rb->attributes->bitmap, &bit,
                                           end, false, &first, &last)) {
-            gmem_discard(p->rb, first * bs, (last - first) * bs, false,
+            kvm_gmem_discard(p->rb, first * bs, (last - first) * bs, false,
                          false);
         }
         memory_region_unref(p->mr);     /* collected pieces hold a ref */
