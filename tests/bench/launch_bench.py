@@ -49,7 +49,7 @@ def main(qemu, fw_dir):
           '-bios', tdx_fw, '-smp', '1', '-object',
           'tdx-guest,id=tdx0,measure-only=on', *common], None),
     ]
-    print('5. launch measurement dry run (host, TCG, no KVM), median of %d'
+    print('10. launch measurement dry run (host, TCG, no KVM), median of %d'
           % RUNS)
     print('%-48s %9s %11s' % ('run', 'seconds', 'vs baseline'))
     base = None
