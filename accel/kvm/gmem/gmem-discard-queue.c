@@ -48,29 +48,34 @@ void kvm_gmem_discard_queue_push(KvmGmemDiscardQueue *q, void *block,
     q->backlog += size;
 }
 
-int64_t kvm_gmem_discard_queue_oldest(KvmGmemDiscardQueue *q)
+/* The oldest discard the worker may take: neither failed nor in flight. */
+static KvmGmemDiscard *gmem_discard_takeable(KvmGmemDiscardQueue *q)
 {
     KvmGmemDiscard *d;
 
     QSIMPLEQ_FOREACH(d, &q->pending, next) {
         if (!d->failed && !d->in_flight) {
-            return d->queued_ns;
-        }
-    }
-    return -1;
-}
-
-KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q)
-{
-    KvmGmemDiscard *d;
-
-    QSIMPLEQ_FOREACH(d, &q->pending, next) {
-        if (!d->failed && !d->in_flight) {
-            d->in_flight = true;
             return d;
         }
     }
     return NULL;
+}
+
+int64_t kvm_gmem_discard_queue_oldest(KvmGmemDiscardQueue *q)
+{
+    KvmGmemDiscard *d = gmem_discard_takeable(q);
+
+    return d ? d->queued_ns : -1;
+}
+
+KvmGmemDiscard *kvm_gmem_discard_queue_pop(KvmGmemDiscardQueue *q)
+{
+    KvmGmemDiscard *d = gmem_discard_takeable(q);
+
+    if (d) {
+        d->in_flight = true;
+    }
+    return d;
 }
 
 void kvm_gmem_discard_queue_finish(KvmGmemDiscardQueue *q, KvmGmemDiscard *d,
@@ -103,7 +108,6 @@ void kvm_gmem_discard_queue_requeue_failed(KvmGmemDiscardQueue *q,
                                            KvmGmemDiscard *d)
 {
     d->failed = true;
-    d->in_flight = false;
     QSIMPLEQ_INSERT_TAIL(&q->pending, d, next);
     q->backlog += d->size;
 }

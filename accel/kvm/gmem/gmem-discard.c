@@ -113,7 +113,8 @@ static void gmem_discard_failed(RAMBlock *rb, uint64_t offset, uint64_t size,
  * first once they have waited GMEM_DISCARD_DELAY_MS, without the lock,
  * so that conversions go on meanwhile. The discard it works on stays
  * queued, in flight, and a conversion that overlaps it waits for it
- * (gmem_wait_in_flight()): the ordering rule holds. Its RCU read section
+ * before it starts (kvm_gmem_discard_in_flight()): the ordering rule
+ * holds. Its RCU read section
  * keeps the block's memory and guest_memfd alive if the block is removed
  * meanwhile (RAMBlocks are freed after a grace period). One that fails is
  * left to a flush.
@@ -161,12 +162,15 @@ static void *gmem_discard_worker(void *opaque)
     return NULL;
 }
 
-/* Until no discard in flight overlaps [offset, offset + size) of @rb. */
-static void gmem_wait_in_flight(RAMBlock *rb, uint64_t offset, uint64_t size)
+bool kvm_gmem_discard_in_flight(RAMBlock *rb, uint64_t offset,
+                                uint64_t size)
 {
-    while (kvm_gmem_discard_queue_busy(&discard.pending, rb, offset, size)) {
-        qemu_cond_wait(&discard.in_flight_cond, discard.lock);
-    }
+    return kvm_gmem_discard_queue_busy(&discard.pending, rb, offset, size);
+}
+
+void kvm_gmem_discard_wait_for_worker(void)
+{
+    qemu_cond_wait(&discard.in_flight_cond, discard.lock);
 }
 
 /* Free a stale copy as the policy says; @now overrides it (reset). */
@@ -218,7 +222,7 @@ bool kvm_gmem_shared_side_huge(RAMBlock *rb)
  * part of it changes again.
  */
 void kvm_gmem_discard_huge(RAMBlock *rb, uint64_t offset, uint64_t size,
-                              bool now)
+                           bool now)
 {
     const uint64_t bs = qemu_real_host_page_size();
     RamBlockAttributes *attr = rb->attributes;
@@ -238,7 +242,7 @@ void kvm_gmem_discard_huge(RAMBlock *rb, uint64_t offset, uint64_t size,
 
 /* Free a stale copy: the guest_memfd's, or the shared one. */
 void kvm_gmem_discard(RAMBlock *rb, uint64_t offset, uint64_t size,
-                         bool guest_memfd, bool now)
+                      bool guest_memfd, bool now)
 {
     if (!guest_memfd && kvm_gmem_shared_side_huge(rb)) {
         kvm_gmem_discard_huge(rb, offset, size, now);
@@ -326,9 +330,8 @@ static bool gmem_flush_one_or_zero(KvmGmemDiscard *d, void *opaque)
  * the live one again. False if one of them failed again.
  */
 bool kvm_gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
-                                   uint64_t size)
+                                uint64_t size)
 {
-    gmem_wait_in_flight(rb, offset, size);
     return kvm_gmem_discard_queue_take_overlapping(&discard.pending, rb, offset,
                                                    size, gmem_flush_one,
                                                    NULL);
@@ -337,11 +340,15 @@ bool kvm_gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
 /*
  * Reset: every pending discard of @rb is done now; a shared copy that
  * still cannot be freed is zeroed (its range is shared from now on, and
- * a retry later would free what the next boot wrote there).
+ * a retry later would free what the next boot wrote there). Reset runs
+ * under the BQL with the vCPUs stopped, so while the wait for the worker
+ * releases the lock, nothing but the worker runs.
  */
 void kvm_gmem_flush_for_reset(RAMBlock *rb, uint64_t size)
 {
-    gmem_wait_in_flight(rb, 0, size);
+    while (kvm_gmem_discard_in_flight(rb, 0, size)) {
+        kvm_gmem_discard_wait_for_worker();
+    }
     kvm_gmem_discard_queue_take_overlapping(&discard.pending, rb, 0, size,
                                             gmem_flush_one_or_zero, NULL);
 }

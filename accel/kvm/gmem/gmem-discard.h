@@ -40,9 +40,21 @@ void kvm_gmem_discard_huge(RAMBlock *rb, uint64_t offset, uint64_t size,
  */
 bool kvm_gmem_populate_huge(RAMBlock *rb, uint64_t offset, uint64_t size);
 
+/* The async worker is freeing part of the range, without the lock. */
+bool kvm_gmem_discard_in_flight(RAMBlock *rb, uint64_t offset,
+                                uint64_t size);
+
+/*
+ * Wait, the lock released, until the worker finishes the discard it is
+ * doing (or spuriously: callers check again). The state may have changed
+ * meanwhile, so callers look at it again.
+ */
+void kvm_gmem_discard_wait_for_worker(void);
+
 /*
  * The ordering rule: every pending discard that overlaps the range is
- * done now (one in flight is waited for). False if one failed again.
+ * done now. None may be in flight (the caller waited for those first,
+ * and has held the lock since). False if one failed again.
  */
 bool kvm_gmem_flush_overlapping(RAMBlock *rb, uint64_t offset,
                                 uint64_t size);

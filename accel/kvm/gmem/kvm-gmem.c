@@ -27,10 +27,12 @@
  *    KVM refuses to change one back does that run keep the new state,
  *    and then the record follows KVM (counted as a rollback failure);
  *  - a range never changes state while a discard of it is pending: the
- *    pending discards it overlaps are done first (one that the async
- *    worker is doing without the lock is waited for), and if one fails
- *    again the request is refused. A failed discard stays pending, so a
- *    stale copy is freed before its side can become the live one again;
+ *    pending discards it overlaps are done first, and if one fails again
+ *    the request is refused. A failed discard stays pending, so a stale
+ *    copy is freed before its side can become the live one again;
+ *  - a request holds gmem.lock from its first look at the state to its
+ *    end. The one wait that releases it comes before that look: for a
+ *    discard the async worker is doing in the request's range;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again; a range a
  *    listener cannot map does not become shared;
@@ -126,7 +128,6 @@ static struct {
     /* The request in progress: kept, so that a request allocates nothing. */
     GArray *pieces;             /* KvmGmemPiece */
     GArray *runs;               /* KvmGmemRun */
-
 
     /* Host I/O on shared memory; see the lease invariants above. */
     QemuMutex lease_lock;
@@ -731,6 +732,28 @@ void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
     }
 }
 
+/* Drop the region references of collected @pieces, and the pieces. */
+static void gmem_unref_pieces(GArray *pieces)
+{
+    for (guint i = 0; i < pieces->len; i++) {
+        memory_region_unref(g_array_index(pieces, KvmGmemPiece, i).mr);
+    }
+    g_array_set_size(pieces, 0);
+}
+
+/* The async worker is freeing part of @pieces. */
+static bool gmem_pieces_in_flight(GArray *pieces)
+{
+    for (guint i = 0; i < pieces->len; i++) {
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+
+        if (kvm_gmem_discard_in_flight(p->rb, p->offset, p->size)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          bool to_private,
                                          KvmGmemConvertMode mode)
@@ -738,11 +761,23 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
     GArray *pieces = gmem.pieces;
     KvmGmemReject r;
 
-    g_array_set_size(pieces, 0);
-
-    r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
-    if (!r) {
-        r = gmem_collect(gpa, size, to_private, pieces);
+    /*
+     * A discard the async worker is doing without gmem.lock in the range
+     * is waited for first, with the lock released and nothing of this
+     * request kept (the pieces array is shared, another request may run
+     * meanwhile); then everything is looked at again. From there on the
+     * lock is held to the end: the worker takes no discard without it.
+     */
+    for (;;) {
+        r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
+        if (!r) {
+            r = gmem_collect(gpa, size, to_private, pieces);
+        }
+        if (r || !gmem_pieces_in_flight(pieces)) {
+            break;
+        }
+        gmem_unref_pieces(pieces);
+        kvm_gmem_discard_wait_for_worker();
     }
     if (!r) {
         r = gmem_fence(pieces, to_private);
@@ -751,9 +786,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
             gmem_unfence();
         }
     }
-    for (guint i = 0; i < pieces->len; i++) {
-        memory_region_unref(g_array_index(pieces, KvmGmemPiece, i).mr);
-    }
+    gmem_unref_pieces(pieces);
     return r;
 }
 
@@ -821,7 +854,7 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
         while (whole && kvm_gmem_next_run(p->rb->attributes->bitmap, &bit,
                                           end, false, &first, &last)) {
             kvm_gmem_discard(p->rb, first * bs, (last - first) * bs, false,
-                         false);
+                             false);
         }
         memory_region_unref(p->mr);     /* collected pieces hold a ref */
     }
