@@ -4,10 +4,9 @@
 TAP tests count each "ok"/"not ok" line (SKIP directives as skipped);
 a test that produced no TAP result, or whose process failed beyond its
 TAP lines (crash, timeout), counts as one failure more, and the last
-lines of its output are shown. Further
-arguments name plain TAP files counted the same way (the fuzz
-harnesses, upstream's suites), each as one failure if it holds no
-result.
+lines of its output are shown. Further arguments name plain TAP files
+counted the same way (the fuzz harnesses, upstream's suites), each as
+one failure if it holds no result.
 """
 import json
 import re

@@ -171,6 +171,8 @@ int main(int argc, char **argv)
     uint64_t rounds = argc > 2 ? strtoull(argv[2], NULL, 0) : 1000;
     const char *mode = argc > 3 ? argv[3] : "vcpu";
     int thp = argc > 4 && !strcmp(argv[4], "thp");
+    int known_mode = !strcmp(mode, "vcpu") || !strcmp(mode, "touch") ||
+                     !strcmp(mode, "idle");
     int use_vcpu = strcmp(mode, "idle") != 0;
     uint64_t touch = !strcmp(mode, "touch") ? chunk : 0;
     struct kvm_create_guest_memfd gmem = { .size = WINDOW };
@@ -180,9 +182,7 @@ int main(int argc, char **argv)
     uint32_t *mailbox;
     double t0, t1, attr_s = 0, shared_s = 0, private_s = 0, guest_s = 0;
 
-    if (!chunk || chunk % 4096 || WINDOW % chunk ||
-        (strcmp(mode, "vcpu") && strcmp(mode, "touch") && !touch &&
-         use_vcpu)) {
+    if (!chunk || chunk % 4096 || WINDOW % chunk || !known_mode) {
         fprintf(stderr, "usage: gmem-convert-bare CHUNK ROUNDS "
                 "[vcpu|touch|idle] [thp]; CHUNK a multiple of 4 KiB "
                 "dividing 64 MiB\n");
