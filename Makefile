@@ -5,6 +5,7 @@
 #   make check   unit and functional tests, the nested rig tier included;
 #                ends with "N passed, N failed, N skipped"
 #   make check-rig  only the nested rig tier
+#   make check-storm  the random-request storm in the rig (long)
 #   make bench   conversion rates in the nested rig, side by side
 #   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60)
 #   make check-libvirt  the example domains under a real libvirtd
@@ -64,5 +65,9 @@ check-libvirt: build
 check-rig: build
 	@build-aux/check.sh gmem_rig
 
-.PHONY: all deps build run check check-rig check-upstream check-libvirt bench fuzz \
+# The 4-vCPU random-request storm, on the rig's full kernel (long).
+check-storm: build
+	@build-aux/check-storm.sh
+
+.PHONY: all deps build run check check-rig check-storm check-upstream check-libvirt bench fuzz \
 	install uninstall

@@ -197,13 +197,31 @@ static struct {
     uint64_t base;                  /* CPU windows, then the host's */
 } storm_map;
 
+/*
+ * Per CPU. The first words are the request in flight (its number, then
+ * its three arguments), so that the host can read, after a guest reset,
+ * what each CPU was doing (the ready checkpoint gives their address).
+ */
 static struct {
+    uint64_t in_flight[4];
     uint64_t requests, converted, refused, unexpected, data_errors;
     long first_ret, first_want;
     uint64_t first_gpa, first_npages, first_attrs;
     uint8_t is_private[STORM_WIN_PAGES];
     uint64_t last[STORM_WIN_PAGES];
 } storm_cpu[MAX_CPUS];
+
+static long storm_request(int cpu, uint64_t gpa, uint64_t npages,
+                          uint64_t attrs)
+{
+    volatile uint64_t *f = storm_cpu[cpu].in_flight;
+
+    f[1] = gpa;
+    f[2] = npages;
+    f[3] = attrs;
+    f[0] = storm_cpu[cpu].requests + 1;
+    return map_gpa_range(gpa, npages, attrs);
+}
 
 #define ANSWER_ANY_OF_0_22  1000        /* "0 or EINVAL", either is right */
 
@@ -261,7 +279,7 @@ static void storm_own(int cpu, uint64_t *rng)
     default:
         break;
     }
-    ret = map_gpa_range(gpa, n, attrs);
+    ret = storm_request(cpu, gpa, n, attrs);
     storm_check(cpu, ret, want, gpa, n, attrs);
     for (uint64_t p = first; p < first + n; p++) {
         uint64_t a = win + p * 4096, expect = storm_cpu[cpu].last[p];
@@ -332,7 +350,8 @@ static void storm_bad(int cpu, uint64_t *rng)
             want = 22;
         }
     }
-    storm_check(cpu, map_gpa_range(gpa, n, attrs), want, gpa, n, attrs);
+    storm_check(cpu, storm_request(cpu, gpa, n, attrs), want, gpa, n,
+                attrs);
 }
 
 static void storm_run(int cpu, void *arg)
@@ -382,9 +401,10 @@ GUEST_TEST_EXPLICIT(convert_storm, "cpus= vCPUs send rounds= random "
         return test_fail("no room for %d windows below the PCI hole", n + 1);
     }
     test_checkpoint("phase=ready host_window=0x%lx host_size=0x%x "
-                    "ram_end=0x%lx", storm_map.base + (uint64_t)n *
-                    STORM_WIN_PAGES * 4096, STORM_WIN_PAGES * 4096,
-                    storm_map.ram_end);
+                    "ram_end=0x%lx cpu_state=0x%lx cpu_state_size=0x%lx",
+                    storm_map.base + (uint64_t)n * STORM_WIN_PAGES * 4096,
+                    STORM_WIN_PAGES * 4096, storm_map.ram_end,
+                    (uint64_t)(uintptr_t)storm_cpu, sizeof(storm_cpu[0]));
     smp_run(storm_run, NULL);
     for (int i = 0; i < n; i++) {
         requests += storm_cpu[i].requests;

@@ -11,7 +11,8 @@
 # Exit 125: the rig itself failed (set-up, boot, module load), with the
 # reason on stderr; 124: RIG_TIMEOUT (seconds) ran out. Passed into L1: the
 # cwd (else /), and every variable named QEMU_*, RIG_* or GMEM_*.
-# RIG_QEMU picks the L0 emulator (default: Debian's qemu-system-x86_64);
+# RIG_QEMU picks the L0 emulator (default: Debian's qemu-system-x86_64),
+# RIG_QEMU_ARGS adds to its command line (e.g. -d cpu_reset -D FILE);
 # RIG_APPEND adds to L1's kernel command line (e.g. loglevel=7); RIG_MEM
 # and RIG_SMP size L1 (default 4G, 2). RIG_KERNEL=full boots the small
 # complete kernel of build-kernel.sh instead of Debian's (built first if
@@ -109,7 +110,7 @@ for attempt in 1 2 3; do
         -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$share" \
         -virtfs "local,path=$(opt_path "$ctl"),mount_tag=rigctl,$share" \
         -virtfs "local,path=$(opt_path "$RIG_SCRATCH"),mount_tag=rigscratch,$share" \
-        < /dev/null 2> "$ctl/qemu.log" &
+        ${RIG_QEMU_ARGS:-} < /dev/null 2> "$ctl/qemu.log" &
     qpid=$!
     waited=0 hung=
     while kill -0 $qpid 2> /dev/null && [ ! -e "$ctl/started" ]; do

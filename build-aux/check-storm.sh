@@ -1,0 +1,52 @@
+#!/bin/sh
+# make check-storm: the random-request storm (test_random_requests_storm,
+# 4 vCPUs, 100,000 guest requests beside the host's QMP requests, then the
+# record-versus-KVM sweep) in the nested rig, on the full kernel
+# (tests/rig/README.md: Debian's kernel with rebuilt kvm modules panics
+# under it). Long: the first run builds that kernel (about 25 min), the
+# storm itself takes 15-25 min. Its logs stay in $CACHE/storm/logs.
+# Ends with "N passed, N failed"; exits non-zero when the storm failed.
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
+src=$cache/src
+out=$cache/storm
+
+case "$cache/" in
+/tmp/*)
+    echo "check-storm: the cache $cache is under /tmp, which the rig's L1" \
+         "replaces with its own tmpfs; set QEMU_GMEM_CACHE elsewhere" >&2
+    echo "0 passed, 1 failed"
+    exit 1 ;;
+esac
+"$repo/tests/rig/build-kernel.sh" || { echo "0 passed, 1 failed"; exit 1; }
+
+rm -rf "$out"
+mkdir -p "$out"
+echo "check-storm: the storm in the rig (15-25 min; log: $out/tap.log)"
+# The test's files live in L1's /tmp (reading a log that L2's QEMU is
+# writing through the 9p share fails), copied to $out at the end.
+RIG_KERNEL=full RIG_SMP=${RIG_SMP:-4} RIG_SCRATCH=$out \
+RIG_TIMEOUT=${RIG_TIMEOUT:-3600} QEMU_GMEM_RIG_STORM=1 \
+    "$repo/tests/rig/run.sh" /usr/bin/env \
+    PYTHONPATH="$src/python:$src/tests/functional" \
+    QEMU_TEST_QEMU_BINARY="$cache/build/qemu-system-x86_64" \
+    QEMU_BUILD_ROOT=/tmp/gmem-storm \
+    QEMU_GMEM_TEST_GUEST="$cache/guest/gmem-guest.elf" \
+    /bin/sh -c '/usr/bin/python3 -u "$1" -k test_random_requests_storm
+                status=$?
+                cp -r /tmp/gmem-storm/tests/functional "$2/logs"
+                exit $status' storm \
+    "$src/tests/functional/x86_64/test_gmem_sw_protected.py" "$out" \
+    > "$out/tap.log" 2>&1
+status=$?
+cat "$out/tap.log"
+passed=$(grep -c '^ok ' "$out/tap.log")
+failed=$(grep -c '^not ok ' "$out/tap.log")
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+    failed=1        # the rig or the test died before its result
+fi
+# The test's own log (QEMU's, the storm's report on a reset) is kept.
+echo "check-storm: logs in $out/logs"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
