@@ -390,10 +390,14 @@ class SwProtectedVm(RigGuestTest):
                 words = read_words(self.vm, self.workdir, base,
                                    cpus * stride)
                 for cpu in range(cpus):
-                    w = words[cpu * stride // 8:][:5]
+                    # in_flight[4], requests, converted, refused,
+                    # unexpected, data_errors (tests_smp.c, storm_cpu)
+                    w = words[cpu * stride // 8:][:9]
                     lines.append('cpu %d: request %d in flight (gpa 0x%x '
-                                 'npages 0x%x attrs 0x%x), %d answered' %
-                                 (cpu, w[0], w[1], w[2], w[3], w[4]))
+                                 'npages 0x%x attrs 0x%x), %d answered, '
+                                 '%d unexpected, %d data errors' %
+                                 (cpu, w[0], w[1], w[2], w[3], w[4], w[7],
+                                  w[8]))
             ram = [b for b in self.vm.cmd('query-guest-memfd', ranges=True)
                    ['blocks'] if b['id'] == 'pc.ram'][0]
             lines.append('private in pc.ram: %s' % ', '.join(
