@@ -856,8 +856,8 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
             kvm_gmem_discard(p->rb, first * bs, (last - first) * bs, false,
                              false);
         }
-        memory_region_unref(p->mr);     /* collected pieces hold a ref */
     }
+    gmem_unref_pieces(pieces);
 }
 
 int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,

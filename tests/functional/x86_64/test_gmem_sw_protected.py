@@ -376,23 +376,24 @@ class SwProtectedVm(RigGuestTest):
                         smp=cpus, extra=('-action', 'shutdown=pause'))
         state = None
 
-        def answered():
+        def cpu_records():
+            # Each CPU's first words of storm_cpu (tests_smp.c):
+            # in_flight[4], requests, converted, refused, unexpected,
+            # data_errors.
             base, stride = state
             words = read_words(self.vm, self.workdir, base, cpus * stride)
-            return [int(words[cpu * stride // 8 + 4]) for cpu in range(cpus)]
+            return [[int(w) for w in words[cpu * stride // 8:][:9]]
+                    for cpu in range(cpus)]
+
+        def answered():
+            return [r[4] for r in cpu_records()]
 
         def reset_report():
             events = [e for e in self.vm.get_qmp_events()
                       if e['event'] in ('SHUTDOWN', 'RESET', 'STOP')]
             lines = ['events: %s' % events]
             if state:
-                base, stride = state
-                words = read_words(self.vm, self.workdir, base,
-                                   cpus * stride)
-                for cpu in range(cpus):
-                    # in_flight[4], requests, converted, refused,
-                    # unexpected, data_errors (tests_smp.c, storm_cpu)
-                    w = words[cpu * stride // 8:][:9]
+                for cpu, w in enumerate(cpu_records()):
                     lines.append('cpu %d: request %d in flight (gpa 0x%x '
                                  'npages 0x%x attrs 0x%x), %d answered, '
                                  '%d unexpected, %d data errors' %
