@@ -1,8 +1,10 @@
 #!/bin/sh
 # Run the fork's tests (every meson test whose name contains "gmem", or
 # those that match $1: unit tests, functional tests, the nested rig tier)
-# and end with "N passed, N failed, N skipped", counted per TAP test case.
-# Exits non-zero when anything failed.
+# and end with "N passed, N failed, N skipped", counted per TAP test case,
+# after a line per tier. A skip that tests/allowed-skips does not list, a
+# tier that did not run and a short TAP plan are failures
+# (build-aux/test-summary.py). Exits non-zero when anything failed.
 set -u
 filter=${1:-gmem}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,9 +27,13 @@ if [ -z "$tests" ]; then
     exit 1
 fi
 # The rig tier needs a kernel built from Debian's packages; set it up
-# before the clock of its meson test starts. If that is impossible here,
-# its test says so and skips.
-if echo "$tests" | grep -q gmem_rig; then
+# before the clock of its meson test starts. If that fails, the tier fails
+# with the reason (tests/allowed-skips has no skip for it).
+rig=$cache/rig
+rig_needed=
+echo "$tests" | grep -q gmem_rig && rig_needed=1
+[ "$filter" = gmem ] && rig_needed=1     # the libvirt tier's rig part
+if [ -n "$rig_needed" ]; then
     case "$cache/" in
     /tmp/*)
         # L1 mounts its own tmpfs on /tmp: it could not see the build.
@@ -37,8 +43,8 @@ if echo "$tests" | grep -q gmem_rig; then
         ;;
     esac
 fi
-if echo "$tests" | grep -q gmem_rig && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
-    [ -s "$cache/rig/stamp" ] ||
+if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
+    [ -s "$rig/stamp" ] ||
         echo "check: setting up the nested rig (first time: 1-2 min, log: $cache/rig-setup.log)"
     # Its step lines, with their times, on the terminal; the rest in the log.
     { "$repo/tests/rig/setup.sh"; echo $? > "$cache/rig-setup.status"; } 2>&1 |
@@ -51,6 +57,30 @@ if echo "$tests" | grep -q gmem_rig && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; 
     fi
 fi
 
+# What this machine's KVM offers, and L1's: it decides where tests run.
+echo "check: the host's /dev/kvm (it varies between machines of this kind):"
+host_in_place=no
+if [ -x "$rig/kvm-probe" ]; then
+    facts=$("$rig/kvm-probe" --facts)
+    echo "$facts" | sed 's/^kvm-facts: /check:   host: /'
+    # As test_gmem_inplace.py decides it (kvm_in_place_guest_memfd()).
+    echo "$facts" | grep -q '^kvm-facts: type 0 .* flags [^(]*(MMAP INIT_SHARED' &&
+        host_in_place=yes
+else
+    echo "check:   host: not probed (the rig's kvm-probe was not built)"
+fi
+if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
+    echo "check: the rig's L1 ($(cut -d' ' -f1 "$rig/version"), KVM rebuilt with KVM_SW_PROTECTED_VM):"
+    RIG_TIMEOUT=300 "$repo/tests/rig/run.sh" "$rig/kvm-probe" --facts 2>&1 |
+        sed -n 's/^kvm-facts: /check:   L1: /p'
+fi
+echo "check: where each tier runs: unit, fuzz and upstream's suites on the host;"
+echo "check:   host: the test guest on the host's KVM, in-place guest_memfd"
+echo "check:   too: $host_in_place; rig (L1): sw-protected-vm, in-place guest_memfd,"
+echo "check:   device assignment; libvirt: the plain domain on the host, the"
+echo "check:   in-place one on the host: $host_in_place, in-place and sw-protected-vm"
+echo "check:   under L1's libvirtd"
+
 rm -f "$bld/meson-logs/testlog.json"
 # shellcheck disable=SC2086
 meson test -C "$bld" --print-errorlogs --num-processes 1 $tests
@@ -61,7 +91,7 @@ rm -f "$fuzz_tap"
 if [ "$filter" = gmem ]; then
     echo "check: fuzz harnesses, ${FUZZ_CHECK_TIME:-5} s each"
     FUZZ_TIME=${FUZZ_CHECK_TIME:-5} "$repo/build-aux/fuzz.sh" --tap |
-        tee "$fuzz_tap" | grep -v '^ok\|^not ok'
+        tee "$fuzz_tap" | grep -v '^ok\|^not ok\|^1\.\.'
 fi
 # And upstream's own suites, a bounded part (make check-upstream: all).
 upstream_tap=$cache/upstream-check.tap
@@ -75,11 +105,12 @@ rm -f "$libvirt_tap"
 if [ "$filter" = gmem ]; then
     echo "check: libvirt tier"
     "$repo/tests/libvirt/check_libvirt.py" > "$libvirt_tap" 2>&1 || true
-    grep -v '^ok' "$libvirt_tap" || :
+    grep -v '^ok\|^1\.\.' "$libvirt_tap" || :
 fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
-        "$fuzz_tap" "$upstream_tap" "$libvirt_tap" || status=1
+        fuzz="$fuzz_tap" upstream="$upstream_tap" libvirt="$libvirt_tap" ||
+        status=1
 else
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" ||
         status=1

@@ -4,7 +4,7 @@
 # (default 60) on its corpus in the cache, and print per harness its
 # executions, executions per second and findings, then
 # "fuzz: N execs, N findings". With --tap, also TAP lines for make check.
-# Exits non-zero on any finding.
+# Exits non-zero on any finding or a harness that does not build.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -57,6 +57,8 @@ launch-plan:launch-plan.c,launch-digest.c,util
 manager:kvm-gmem.c,gmem-discard.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
 
 execs_total=0 findings_total=0 n=0
+# The plan first: a harness that drops out leaves a short plan.
+[ "$tap" != --tap ] || echo "1..$(echo "$harnesses" | wc -l)"
 for h in $harnesses; do
     name=${h%%:*}
     files=$(echo "${h#*:}" | tr ',' ' ')
@@ -70,9 +72,19 @@ for h in $harnesses; do
         esac
     done
     bin=$out/fuzz-gmem-$name
+    n=$((n + 1))
+    rm -f "$bin"
+    # A harness that does not build is a failure; the others still run.
     # shellcheck disable=SC2086
-    (cd "$bld" && eval clang-14 $cflags $extra -o "$bin" \
-        "$src/tests/fuzz/fuzz-gmem-$name.c" $objs $util $libs -lm)
+    if ! (cd "$bld" && eval clang-14 $cflags $extra -o "$bin" \
+          "$src/tests/fuzz/fuzz-gmem-$name.c" $objs $util $libs -lm) \
+          > "$out/fuzz-gmem-$name.build.log" 2>&1; then
+        echo "fuzz-gmem-$name: does not build (log: $out/fuzz-gmem-$name.build.log)"
+        grep -m 3 'error' "$out/fuzz-gmem-$name.build.log" || :
+        [ "$tap" != --tap ] || echo "not ok $n fuzz-gmem-$name: does not build"
+        findings_total=$((findings_total + 1))
+        continue
+    fi
     corpus=$out/corpus-$name
     mkdir -p "$corpus"
     log=$out/fuzz-gmem-$name.log
@@ -83,7 +95,6 @@ for h in $harnesses; do
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
     findings=0
     [ "$status" = 0 ] || findings=1
-    n=$((n + 1))
     printf 'fuzz-gmem-%s: %s execs, %s execs/s, %s findings\n' "$name" \
         "${execs:-0}" "${rate:-0}" "$findings"
     if [ "$findings" != 0 ]; then

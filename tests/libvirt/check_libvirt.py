@@ -4,13 +4,15 @@
 # installed with make install into a temporary prefix, for each example
 # domain of docs/system/libvirt/; the test guest runs, QMP through virsh
 # answers, the RAM is what the domain asked for, and nothing is left
-# behind. The sw-protected-vm domain needs KVM_X86_SW_PROTECTED_VM: it runs
-# under a libvirtd of its own inside the nested rig's L1 (this script again,
-# with --in-rig). TAP on stdout. Run as root; apt installs libvirt if
+# behind. The sw-protected-vm domain needs KVM_X86_SW_PROTECTED_VM and the
+# in-place one guest_memfd, which the host's KVM may lack: both run under a
+# libvirtd of its own inside the nested rig's L1 (this script again, with
+# --in-rig), and the in-place one on the host too where its KVM has it. TAP on stdout. Run as root; apt installs libvirt if
 # missing.
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import importlib.util
 import json
 import os
 import re
@@ -32,6 +34,24 @@ GUEST = os.path.join(CACHE, 'guest', 'gmem-guest.elf')
 DOMAINS = os.environ.get('QEMU_GMEM_LIBVIRT_DOMAINS') or os.path.join(
     REPO, 'docs', 'system', 'libvirt')
 RAM = 128 << 20
+
+
+def load_kvm_caps():
+    """tests/functional/qemu_test/kvm_caps.py, loaded by path."""
+    path = os.path.join(REPO, 'tests', 'functional', 'qemu_test',
+                        'kvm_caps.py')
+    if not os.path.exists(path):    # the copy of this script in the rig
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            'kvm_caps.py')
+    spec = importlib.util.spec_from_file_location('kvm_caps', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# In L1 both run; on the host the in-place one where its KVM allows.
+RIG_DOMAINS = (('gmem-in-place.xml', lambda: verify_ram(True)),
+               ('gmem-sw-protected.xml', lambda: verify_sw_protected))
 
 results = []
 
@@ -271,18 +291,25 @@ def in_rig(work):
     shutil.chown('/dev/kvm', group='kvm')
     os.chmod('/dev/kvm', 0o660)
     daemons = Daemons()
-    result = {'ok': False, 'why': ''}
     try:
         daemons.start()
-        result['what'] = check_domain('gmem-sw-protected.xml', work,
-                                      os.path.join(work, 'prefix'),
-                                      verify_sw_protected)
-        result['ok'] = True
     except Exception as e:
-        result['why'] = str(e)
+        print('rig-result: ' + json.dumps({'domain': 'libvirtd', 'ok': False,
+                                           'why': str(e)}), flush=True)
+        return 0
+    try:
+        for xml_name, verify in RIG_DOMAINS:
+            result = {'domain': xml_name, 'ok': False, 'why': ''}
+            try:
+                result['what'] = check_domain(xml_name, work,
+                                              os.path.join(work, 'prefix'),
+                                              verify())
+                result['ok'] = True
+            except Exception as e:
+                result['why'] = str(e)
+            print('rig-result: ' + json.dumps(result), flush=True)
     finally:
         daemons.stop()
-    print('rig-result: ' + json.dumps(result), flush=True)
     return 0
 
 
@@ -298,18 +325,21 @@ def rig_unavailable():
 
 
 def check_in_rig(work):
-    """The sw-protected-vm domain, under a libvirtd inside the rig's L1."""
-    name = 'domain gmem-sw-protected.xml, in the rig'
+    """
+    The in-place and sw-protected-vm domains, under a libvirtd inside the
+    rig's L1. A rig that cannot run fails: the tier must run everywhere.
+    """
     why = rig_unavailable()
     if why:
-        print('ok %d %s # SKIP %s' % (len(results) + 1, name, why))
-        results.append(True)
+        tap(False, 'the libvirt tier in the rig', 'cannot run: ' + why)
         return
-    # This script and the domains, where L1 can see them whatever the
-    # clone's path.
+    # This script, what it loads and the domains, where L1 can see them
+    # whatever the clone's path.
     copy = os.path.join(work, 'rig')
     shutil.copytree(DOMAINS, os.path.join(copy, 'domains'))
     shutil.copy(os.path.abspath(__file__), copy)
+    shutil.copy(os.path.join(REPO, 'tests', 'functional', 'qemu_test',
+                             'kvm_caps.py'), copy)
     env = dict(os.environ, RIG_SCRATCH=work, RIG_TIMEOUT='900',
                QEMU_GMEM_LIBVIRT_DOMAINS=os.path.join(copy, 'domains'))
     p = subprocess.run([os.path.join(REPO, 'tests', 'rig', 'run.sh'),
@@ -317,16 +347,20 @@ def check_in_rig(work):
                         os.path.join(copy, os.path.basename(__file__)),
                         '--in-rig', work], capture_output=True, text=True,
                        env=env)
-    found = [json.loads(line.split(' ', 1)[1])
-             for line in p.stdout.splitlines()
-             if line.startswith('rig-result: ')]
-    if not found:
-        tap(False, name, 'run.sh exit %d:\n%s%s' % (p.returncode, p.stdout,
-                                                    p.stderr))
-    elif found[0]['ok']:
-        tap(True, '%s: %s' % (name, found[0]['what']))
-    else:
-        tap(False, name, found[0]['why'])
+    found = {r['domain']: r for r in
+             (json.loads(line.split(' ', 1)[1])
+              for line in p.stdout.splitlines()
+              if line.startswith('rig-result: '))}
+    for xml_name, _ in RIG_DOMAINS:
+        name = 'domain %s, in the rig' % xml_name
+        r = found.get(xml_name) or found.get('libvirtd')
+        if not r:
+            tap(False, name, 'no result; run.sh exit %d:\n%s%s' % (
+                p.returncode, p.stdout, p.stderr))
+        elif r['ok']:
+            tap(True, '%s: %s' % (name, r['what']))
+        else:
+            tap(False, name, r['why'])
 
 
 def main():
@@ -357,8 +391,15 @@ def main():
                    for line in virsh('version', '--daemon').splitlines()
                    if 'daemon' in line.lower()]
         tap(bool(version), 'libvirtd answers (%s)' % ', '.join(version))
+        in_place_here = load_kvm_caps().kvm_in_place_guest_memfd()
         for xml_name, in_place in (('gmem-plain.xml', False),
                                    ('gmem-in-place.xml', True)):
+            if in_place and not in_place_here:
+                # tests/allowed-skips: it runs in the rig instead.
+                print('ok %d domain %s # SKIP host KVM has no in-place '
+                      'guest_memfd' % (len(results) + 1, xml_name))
+                results.append(True)
+                continue
             try:
                 tap(True, 'domain %s: %s' % (xml_name, check_domain(
                     xml_name, work, prefix, verify_ram(in_place))))

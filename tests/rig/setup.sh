@@ -6,7 +6,13 @@
 # once set up, a rerun only compares a stamp. RIG_REFRESH=1 resolves the
 # sid kernel again (sid keeps only its current one).
 #   setup.sh [-q]    -q: print nothing when already set up
+# QEMU_GMEM_RIG_BREAK=1 makes it fail at once, as a set-up that cannot
+# work here would: make check must then fail with the reason.
 set -eu
+if [ -n "${QEMU_GMEM_RIG_BREAK:-}" ]; then
+    echo "rig: set-up failed on purpose (QEMU_GMEM_RIG_BREAK=$QEMU_GMEM_RIG_BREAK)" >&2
+    exit 1
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}

@@ -6,6 +6,8 @@
 import os
 import time
 
+from .kvm_caps import (KVM_X86_SW_PROTECTED_VM,  # noqa: F401 (re-export)
+                       kvm_in_place_guest_memfd, kvm_vm_types)
 from .testcase import QemuSystemTest
 
 # isa-debug-exit turns the guest's exit code c into QEMU status (c << 1) | 1.
@@ -167,51 +169,6 @@ def check_pattern(vm, scratch_dir, seed, ranges, stride=8, chunk=64 << 20):
             checked += size
     os.unlink(path)
     return checked, bad, first_bad
-
-
-KVM_CHECK_EXTENSION = 0xae03
-KVM_CAP_VM_TYPES = 235
-KVM_X86_SW_PROTECTED_VM = 1
-
-
-def kvm_vm_types():
-    """Bit mask of the VM types /dev/kvm offers (0 if none can be read)."""
-    import fcntl
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR)
-    except OSError:
-        return 0
-    try:
-        return max(fcntl.ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES), 0)
-    finally:
-        os.close(fd)
-
-
-KVM_CREATE_VM = 0xae01
-KVM_CAP_GUEST_MEMFD_FLAGS = 244
-GUEST_MEMFD_FLAG_MMAP = 1 << 0
-GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1
-
-
-def kvm_in_place_guest_memfd():
-    """Whether a default VM here can use memory-backend-guest-memfd."""
-    import fcntl
-    try:
-        kvm = os.open('/dev/kvm', os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        vm = fcntl.ioctl(kvm, KVM_CREATE_VM, 0)
-    except OSError:
-        os.close(kvm)
-        return False
-    try:
-        flags = fcntl.ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS)
-    finally:
-        os.close(vm)
-        os.close(kvm)
-    want = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED
-    return flags > 0 and flags & want == want
 
 
 def sw_protected_vm_args(cgs_id='cgs0'):
