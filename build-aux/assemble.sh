@@ -14,11 +14,13 @@ src=$cache/src
 # Every run checks the downloaded source against the pin.
 "$repo/build-aux/fetch-upstream.sh" > /dev/null
 
-# Our files: everything tracked (or new) under the QEMU-shaped top dirs.
+# Our files: everything tracked (or new) under the QEMU-shaped top dirs,
+# and there: a tracked file deleted from the work tree has left the overlay.
 overlay_dirs="accel backends docs hw include qapi system target tests"
 manifest=$cache/overlay.manifest
-(cd "$repo" && git ls-files --cached --others --exclude-standard -- $overlay_dirs 2>/dev/null ||
-    find $overlay_dirs -type f 2>/dev/null) | LC_ALL=C sort > "$manifest.new"
+(cd "$repo" && { git ls-files --cached --others --exclude-standard -- $overlay_dirs 2>/dev/null ||
+    find $overlay_dirs -type f 2>/dev/null; } |
+    while read -r f; do [ ! -e "$f" ] || echo "$f"; done) | LC_ALL=C sort > "$manifest.new"
 
 stamp=$( (cat "$repo/build-aux/upstream.pin" "$repo/patches/series";
           while read -r p; do

@@ -51,7 +51,7 @@ if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
         tee "$cache/rig-setup.log" | grep --line-buffered '^rig: ' | grep -v 'up to date' || :
     if [ "$(cat "$cache/rig-setup.status")" != 0 ]; then
         tail -n 5 "$cache/rig-setup.log" >&2
-        QEMU_GMEM_RIG_UNAVAILABLE="tests/rig/setup.sh failed, see $cache/rig-setup.log"
+        QEMU_GMEM_RIG_UNAVAILABLE="tests/rig/setup.sh failed ($(tail -n 1 "$cache/rig-setup.log")), see $cache/rig-setup.log"
         export QEMU_GMEM_RIG_UNAVAILABLE
         echo "check: $QEMU_GMEM_RIG_UNAVAILABLE" >&2
     fi
@@ -74,12 +74,14 @@ if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
     RIG_TIMEOUT=300 "$repo/tests/rig/run.sh" "$rig/kvm-probe" --facts 2>&1 |
         sed -n 's/^kvm-facts: /check:   L1: /p'
 fi
-echo "check: where each tier runs: unit, fuzz and upstream's suites on the host;"
-echo "check:   host: the test guest on the host's KVM, in-place guest_memfd"
-echo "check:   too: $host_in_place; rig (L1): sw-protected-vm, in-place guest_memfd,"
-echo "check:   device assignment; libvirt: the plain domain on the host, the"
-echo "check:   in-place one on the host: $host_in_place, in-place and sw-protected-vm"
-echo "check:   under L1's libvirtd"
+where=" (the host's KVM lacks it: in the rig only)"
+[ "$host_in_place" = yes ] && where=" (and in the rig)"
+echo "check: where each tier runs:"
+echo "check:   unit, fuzz, upstream: on the host"
+echo "check:   host: the test guest on the host's KVM and TCG; in-place guest_memfd: $host_in_place$where"
+echo "check:   rig: sw-protected-vm, in-place guest_memfd, device assignment, in L1"
+echo "check:   libvirt-host: the plain domain; the in-place one: $host_in_place"
+echo "check:   libvirt-rig: the in-place and sw-protected-vm domains under L1's libvirtd"
 
 rm -f "$bld/meson-logs/testlog.json"
 # shellcheck disable=SC2086

@@ -56,7 +56,7 @@ discard-queue:gmem-discard-queue.c
 launch-plan:launch-plan.c,launch-digest.c,util
 manager:kvm-gmem.c,gmem-discard.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
 
-execs_total=0 findings_total=0 n=0
+execs_total=0 findings_total=0 unbuilt=0 n=0
 # The plan first: a harness that drops out leaves a short plan.
 [ "$tap" != --tap ] || echo "1..$(echo "$harnesses" | wc -l)"
 for h in $harnesses; do
@@ -82,7 +82,7 @@ for h in $harnesses; do
         echo "fuzz-gmem-$name: does not build (log: $out/fuzz-gmem-$name.build.log)"
         grep -m 3 'error' "$out/fuzz-gmem-$name.build.log" || :
         [ "$tap" != --tap ] || echo "not ok $n fuzz-gmem-$name: does not build"
-        findings_total=$((findings_total + 1))
+        unbuilt=$((unbuilt + 1))
         continue
     fi
     corpus=$out/corpus-$name
@@ -108,5 +108,7 @@ for h in $harnesses; do
     execs_total=$((execs_total + ${execs:-0}))
     findings_total=$((findings_total + findings))
 done
-echo "fuzz: $execs_total execs, $findings_total findings"
-[ "$findings_total" = 0 ]
+unbuilt_note=
+[ "$unbuilt" = 0 ] || unbuilt_note=", $unbuilt that did not build"
+echo "fuzz: $execs_total execs, $findings_total findings$unbuilt_note"
+[ "$findings_total" = 0 ] && [ "$unbuilt" = 0 ]

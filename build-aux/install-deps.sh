@@ -30,5 +30,9 @@ apt_install -t bookworm-backports meson python3-pycotap
 apt_install seabios ipxe-qemu
 apt_install -t bookworm-backports qemu-system-data
 
+# Upstream's unit suite (make check's upstream tier): test-io-channel-command
+# talks to socat, and skips without it.
+apt_install socat
+
 # Functional tests speak QMP through upstream's python/qemu package, which
 # the assembled tree provides; they need nothing else from outside.

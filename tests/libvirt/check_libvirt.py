@@ -164,7 +164,9 @@ def guest_memfd_mappings(pid):
     sizes = []
     with open('/proc/%d/maps' % pid) as f:
         for line in f:
-            if line.rstrip().endswith('anon_inode:[kvm-gmem]'):
+            # "anon_inode:[kvm-gmem]" on 6.18; 7.2 names it from guest_memfd's
+            # own pseudo filesystem, still with "kvm-gmem" in it.
+            if 'kvm-gmem' in line:
                 lo, hi = line.split()[0].split('-')
                 sizes.append(int(hi, 16) - int(lo, 16))
     return sizes
