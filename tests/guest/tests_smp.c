@@ -428,3 +428,125 @@ GUEST_TEST_EXPLICIT(convert_storm, "cpus= vCPUs send rounds= random "
               "private=%lu", n, requests, converted, refused, nprivate);
     return TEST_PASS;
 }
+
+/*
+ * pam_convert (issue 24): CPU 0 rewrites q35's PAM0 between DRAM and
+ * PCI/ROM, so that every write makes QEMU delete and re-add the memslot
+ * of the RAM from 0xf0000 on (the range merges with the RAM above 1 MiB
+ * when it is DRAM): a memory commit that inhibits KVM ioctls and adds a
+ * guest_memfd slot. CPU 1 meanwhile makes the 4 KiB pages of a window
+ * private and shared again, checking every answer and the data of each
+ * page in each state. The other CPUs, if any, wait. With one CPU, the
+ * toggles come first, then one round of conversions.
+ */
+#define PAM_BDF         0x00            /* 0:0.0, the MCH */
+#define PAM_REG         0x90            /* PAM0 in its low byte */
+#define PAM0_DRAM_RW    0x30            /* 0xf0000-0xfffff: RAM */
+#define PAM0_PCI        0x00            /* 0xf0000-0xfffff: PCI (BIOS ROM) */
+#define PAM_WIN_PAGES   64
+
+static struct {
+    volatile bool done;             /* CPU 0 made all its toggles */
+    uint64_t base;
+    uint64_t toggles;
+    uint64_t conversions, failures, data_errors;
+    long first_ret;
+    uint64_t first_gpa;
+} pam;
+
+static void pam_toggle(void)
+{
+    uint64_t toggles = arg_u64("toggles", 2000);
+    uint32_t saved = pci_read32(PAM_BDF, PAM_REG);
+
+    for (uint64_t i = 0; i < toggles; i++) {
+        pci_write32(PAM_BDF, PAM_REG, (saved & ~0xffu) |
+                    (i & 1 ? PAM0_PCI : PAM0_DRAM_RW));
+        pam.toggles++;
+        if (pam.toggles % 100 == 0) {
+            test_info("toggles=%lu conversions=%lu", pam.toggles,
+                      __atomic_load_n(&pam.conversions, __ATOMIC_RELAXED));
+        }
+    }
+    pci_write32(PAM_BDF, PAM_REG, saved);
+    __atomic_store_n(&pam.done, true, __ATOMIC_RELEASE);
+}
+
+static void pam_answer(long ret, uint64_t gpa)
+{
+    __atomic_add_fetch(&pam.conversions, 1, __ATOMIC_RELAXED);
+    if (ret && !pam.failures++) {
+        pam.first_ret = ret;
+        pam.first_gpa = gpa;
+    }
+}
+
+static void pam_convert_pages(void)
+{
+    uint64_t round = 0;
+
+    /* At least one round, so that a short toggle loop still converts. */
+    do {
+        for (uint64_t p = 0; p < PAM_WIN_PAGES; p++) {
+            uint64_t gpa = pam.base + p * 4096, word = cpu_word(gpa, 1, round);
+            long ret = convert_private(gpa, 4096);
+
+            pam_answer(ret, gpa);
+            if (ret) {
+                continue;
+            }
+            /* A page that changed state reads zeros (discard=sync). */
+            pam.data_errors += read_word(gpa) != 0;
+            write_word(gpa, word);
+            pam.data_errors += read_word(gpa) != word;
+            ret = convert_shared(gpa, 4096);
+            pam_answer(ret, gpa);
+            if (!ret) {
+                pam.data_errors += read_word(gpa) != 0;
+            }
+        }
+        round++;
+    } while (!__atomic_load_n(&pam.done, __ATOMIC_ACQUIRE));
+}
+
+static void pam_run(int cpu, void *arg)
+{
+    int n = (int)(uintptr_t)arg;
+
+    if (cpu == 0) {
+        pam_toggle();
+    }
+    if (cpu == 1 || (cpu == 0 && n == 1)) {
+        pam_convert_pages();
+    }
+}
+
+GUEST_TEST_EXPLICIT(pam_convert, "CPU 0 toggles q35's PAM0 between DRAM and "
+                    "ROM (toggles=) while CPU 1 converts 4 KiB pages to and "
+                    "fro, checking every answer and its data (cpus=1: CPU 0 "
+                    "converts one round after its toggles)")
+{
+    int n;
+    enum test_result res = smp_start_test_cpus(&n);
+
+    if (res) {
+        return res;
+    }
+    pam.base = window_base(PAM_WIN_PAGES * 4096);
+    if (!pam.base) {
+        return test_fail("no free RAM window of %d pages", PAM_WIN_PAGES);
+    }
+    for (uint64_t p = 0; p < PAM_WIN_PAGES; p++) {
+        write_word(pam.base + p * 4096, 0);
+    }
+    smp_run(pam_run, (void *)(uintptr_t)n);
+    test_info("toggles=%lu conversions=%lu failures=%lu data_errors=%lu "
+              "pam=0x%x", pam.toggles, pam.conversions, pam.failures,
+              pam.data_errors, pci_read32(PAM_BDF, PAM_REG));
+    if (pam.failures || pam.data_errors) {
+        return test_fail("%lu failed conversions (first %ld at 0x%lx), %lu "
+                         "data errors", pam.failures, pam.first_ret,
+                         pam.first_gpa, pam.data_errors);
+    }
+    return TEST_PASS;
+}

@@ -20,6 +20,7 @@
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "system/kvm.h"
+#include "system/kvm_int.h"
 #include "system/ramblock.h"
 #include "gmem-kernel.h"
 #include "trace.h"
@@ -110,6 +111,36 @@ static bool gmem_retry(int ret, int *attempts)
            ++*attempts < GMEM_KERNEL_ATTEMPTS;
 }
 
+/*
+ * KVM_SET_MEMORY_ATTRIBUTES straight on the VM fd, not through
+ * kvm_vm_ioctl(): off the BQL, its accel_ioctl_begin() waits while
+ * kvm_region_commit() inhibits ioctls, and the manager calls this with
+ * gmem.lock held, which that commit then waits for in
+ * kvm_gmem_slot_added(): a deadlock (issue 24). The inhibit exists so
+ * that nothing sees a memslot missing between its deletion and its
+ * re-addition; this call does not look at memslots for its result.
+ * Linux keeps memory attributes per GFN in the VM's xarray, apart from
+ * memslots, and serialises this call with memslot updates on slots_lock:
+ * a slot created after it reads the new attributes when it is set up, a
+ * slot present during it is updated by it. And every memslot that maps a
+ * block with a private side takes the record's state in
+ * kvm_gmem_slot_added(), under gmem.lock, so a conversion that runs
+ * while a commit has a slot out is in the record before that slot is
+ * back, and KVM ends equal to the record either way.
+ */
+static int gmem_set_attributes_ioctl(uint64_t gpa, uint64_t size,
+                                     bool to_private)
+{
+    struct kvm_memory_attributes attrs = {
+        .address = gpa,
+        .size = size,
+        .attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+    };
+
+    return ioctl(kvm_state->vmfd, KVM_SET_MEMORY_ATTRIBUTES, &attrs) ?
+           -errno : 0;
+}
+
 int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
                                    bool to_private)
 {
@@ -120,8 +151,7 @@ int kvm_gmem_kernel_set_attributes(uint64_t gpa, uint64_t size,
 
         ret = gmem_injected(GUEST_MEMFD_KERNEL_CALL_SET_ATTRIBUTES);
         if (!ret) {
-            ret = to_private ? kvm_set_memory_attributes_private(gpa, size)
-                             : kvm_set_memory_attributes_shared(gpa, size);
+            ret = gmem_set_attributes_ioctl(gpa, size, to_private);
         }
         gmem_kernel_account(GUEST_MEMFD_KERNEL_CALL_SET_ATTRIBUTES, t0, ret);
     } while (gmem_retry(ret, &attempts));

@@ -52,6 +52,41 @@
  *    conversion to private waits (bounded) for the leases on its fenced
  *    ranges to end and fails with "leased" if they do not.
  *
+ * Lock order, outer first: BQL, KVM's slots lock, the ioctl inhibit,
+ * gmem.lock, gmem.lease_lock; RCU read sections nest inside any of them.
+ * A memory commit (kvm_region_commit()) holds the BQL and the slots lock,
+ * and inhibits ioctls when one transaction removes a range and adds an
+ * overlapping one (a q35 PAM or SMRAM change, a BAR moved), before it
+ * takes gmem.lock in kvm_gmem_slot_added(). vCPU threads convert without
+ * the BQL. So the rule: under gmem.lock nothing waits for the BQL, the
+ * slots lock or the end of an inhibit, and every other wait there ends on
+ * its own. What is called under gmem.lock, and what it may wait for:
+ *  - KVM_SET_MEMORY_ATTRIBUTES: on the VM fd itself, not through
+ *    kvm_vm_ioctl(), whose accel_ioctl_begin() waits out an inhibit
+ *    (gmem-kernel.c says why that is safe). In Linux it takes the VM's
+ *    slots_lock, which a memslot ioctl holds only for its own call;
+ *  - discards: fallocate(PUNCH_HOLE) on guest_memfd (the file's
+ *    invalidate lock, KVM's mmu_lock), madvise(MADV_DONTNEED) or
+ *    fallocate on the shared side (the mm's lock), MADV_POPULATE_WRITE
+ *    of a huge-page shared side (page faults in QEMU's own mapping; no
+ *    userfaultfd, migration is blocked): kernel locks only;
+ *  - RamDiscardListeners (VFIO): VFIO_IOMMU_(UN)MAP_DMA or
+ *    IOMMU_IOAS_(UN)MAP on the container's fd: kernel locks only, no
+ *    inhibit, no BQL;
+ *  - gmem_fence(): waits on gmem.lease_cond for host I/O to drop its
+ *    leases, bounded by lease-timeout (a commit can stall that long);
+ *  - the wait for the async worker releases gmem.lock; the worker takes
+ *    it only to pick a discard and frees without it;
+ *  - memory_region_unref() of a request's pieces, which can finalise an
+ *    unplugged region (issue 24, defect 4).
+ * Outside gmem.lock: KVM_PRE_FAULT_MEMORY through kvm_vcpu_ioctl(),
+ * which may wait for an inhibit, holding nothing a commit needs.
+ * gmem.lease_lock is taken alone by lease takers (inside RCU read
+ * sections, with or without the BQL), which never wait under it. No
+ * cycle: the commit waits for gmem.lock holding the outer locks, and a
+ * holder of gmem.lock waits for nothing outer, only for the kernel and
+ * for bounded lease ends.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 

@@ -1498,5 +1498,110 @@ for _case in BAD_REQUESTS:
     _bad_request_tests(*_case)
 
 
+class _QmpProbe:
+    """A second QMP monitor, read with a timeout: a hung QEMU shows."""
+
+    def __init__(self, path, timeout):
+        import json
+        import socket
+
+        self._json = json
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.file = self.sock.makefile('rwb')
+        self._reply()                           # the greeting
+        self.cmd('qmp_capabilities')
+
+    def _reply(self):
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError('QMP closed')
+            msg = self._json.loads(line)
+            if 'event' not in msg:
+                return msg
+
+    def cmd(self, name):
+        self.file.write(self._json.dumps({'execute': name}).encode() + b'\n')
+        self.file.flush()
+        return self._reply()['return']
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def _test_pam_toggle_beside_conversions(self):
+    # Issue 24, defect 1: vCPU 0 rewrites q35's PAM0 (a memory commit that
+    # inhibits KVM ioctls and adds a guest_memfd memslot) while vCPU 1
+    # converts 4 KiB pages. The conversion's attribute call once waited
+    # for the inhibit with gmem.lock held, and the commit for gmem.lock
+    # with the BQL held: QEMU hung (QMP too) within 200 toggles. Every
+    # query-status must answer within 5 s, the guest must finish with
+    # every answer right, and the sweep must find record = KVM.
+    import socket
+
+    toggles = 2000
+    path = os.path.join(self.socket_dir().name, 'probe.sock')
+    log = self.boot('smp_online,pam_convert,sweep_mark cpus=%d toggles=%d '
+                    'checkpoints=1' % (RIG_VCPUS, toggles), smp=RIG_VCPUS,
+                    extra=('-qmp', 'unix:%s,server=on,wait=off' % path))
+    probe = _QmpProbe(path, 5)
+    polls, worst = 0, 0.0
+    deadline = time.monotonic() + self.timeout
+    try:
+        while True:
+            # Not through @log: sweep() waits for the checkpoint line.
+            with open(self.debugcon, errors='replace') as f:
+                out = f.read()
+            if 'gmem-checkpoint: sweep_mark:' in out:
+                break
+            t0 = time.monotonic()
+            try:
+                status = probe.cmd('query-status')['status']
+            except socket.timeout:
+                # Slow or hung? Give the answer another minute (on the
+                # socket: its file cannot be read after a timeout).
+                probe.sock.settimeout(60)
+                try:
+                    probe.sock.recv(4096)
+                    late = 'one after %.0f s' % (time.monotonic() - t0)
+                except socket.timeout:
+                    late = 'none in 65 s'
+                self.vm.kill()      # its own QMP would wait for ever
+                self.fail('query-status: no answer in 5 s (%s) after %d '
+                          'answers; guest output:\n%s' % (late, polls, out))
+            worst = max(worst, time.monotonic() - t0)
+            polls += 1
+            self.assertEqual(status, 'running', out)
+            if time.monotonic() > deadline:
+                self.vm.kill()
+                self.fail('no sweep_mark in %d s; guest output:\n%s'
+                          % (self.timeout, out))
+            time.sleep(0.2)
+    finally:
+        probe.close()
+    self.log.info('%d query-status answers, slowest %.3f s', polls, worst)
+    self.assertEqual(self.sweep(log), 0)
+    stats = self.vm.cmd('query-guest-memfd')
+    self.vm.cmd('inject-nmi')
+    self.finish(log)
+    self.assertEqual(log.results(), {'smp_online': ('PASS', ''),
+                                     'pam_convert': ('PASS', ''),
+                                     'sweep_mark': ('PASS', '')})
+    info = parse_fields(log.info('pam_convert')[-1])
+    self.assertEqual(int(info['toggles']), toggles)
+    conversions = int(info['conversions'])
+    self.assertGreater(conversions, 0)
+    self.assertEqual(stats['requests'], conversions)
+    self.assertEqual(sum(stats['rejected'].values()), 0)
+    self.log.info('pam_convert: %s', log.info('pam_convert')[-1])
+
+
+SwProtectedVm.test_pam_toggle_beside_conversions = \
+    _test_pam_toggle_beside_conversions
+
+
 if __name__ == '__main__':
     QemuSystemTest.main()
