@@ -30,6 +30,7 @@ typedef struct KvmGmemStats {
     uint64_t failures[KVM_GMEM_REJECT__MAX];
     uint64_t discard_failures;  /* discards that failed and wait for retry */
     uint64_t rollback_failures; /* runs KVM would not change back */
+    uint64_t slot_attribute_failures; /* new slots' runs KVM refused */
     uint64_t discard_backlog;   /* bytes of stale copies not freed yet */
     uint64_t leases;            /* host I/O leases held now */
     uint64_t lease_waits;       /* conversions that waited for leases */

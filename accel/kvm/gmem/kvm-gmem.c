@@ -163,6 +163,12 @@ static struct {
     /* The request in progress: kept, so that a request allocates nothing. */
     GArray *pieces;             /* KvmGmemPiece */
     GArray *runs;               /* KvmGmemRun */
+    /*
+     * KvmGmemSlot: runs of memslots whose attributes KVM refused when the
+     * slot was added, so that QEMU does not know them (see
+     * kvm_gmem_slot_added()); retried until KVM takes the record's.
+     */
+    GArray *unsettled;
 
     /* Host I/O on shared memory; see the lease invariants above. */
     QemuMutex lease_lock;
@@ -177,6 +183,7 @@ static void __attribute__((constructor)) kvm_gmem_init_lock(void)
     qemu_mutex_init(&gmem.lock);
     gmem.pieces = g_array_new(false, false, sizeof(KvmGmemPiece));
     gmem.runs = g_array_new(false, false, sizeof(KvmGmemRun));
+    gmem.unsettled = g_array_new(false, false, sizeof(KvmGmemSlot));
     kvm_gmem_discard_init(&gmem.lock, &gmem.stats);
     qemu_mutex_init(&gmem.lease_lock);
     qemu_cond_init(&gmem.lease_cond);
@@ -250,28 +257,97 @@ void kvm_gmem_read_stats(KvmGmemStats *stats, KvmGmemBlockFn *fn,
     }
 }
 
-/* Make KVM's attributes of a memslot follow the bitmap, run by run. */
-static int gmem_apply_bitmap(const KvmGmemSlot *slot)
+/*
+ * Make KVM's attributes of a memslot follow the bitmap, run by run. Each
+ * call is all or nothing, so a run KVM refuses keeps the attributes its
+ * GPAs had; with @unsettled it is added to gmem.unsettled, and the other
+ * runs are still set. Returns the first error.
+ */
+static int gmem_apply_bitmap(const KvmGmemSlot *slot, bool unsettled)
 {
     RamBlockAttributes *attr = slot->rb->attributes;
     const uint64_t bs = qemu_real_host_page_size();
     unsigned long bit = slot->offset / bs;
     const unsigned long end = (slot->offset + slot->size) / bs;
+    int first = 0;
 
     while (bit < end) {
         bool shared;
         unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
                                                     &shared);
-        uint64_t gpa = slot->gpa + bit * bs - slot->offset;
-        int ret = kvm_gmem_kernel_set_attributes(gpa, (next - bit) * bs,
-                                                 !shared);
+        KvmGmemSlot run = {
+            .rb = slot->rb,
+            .gpa = slot->gpa + bit * bs - slot->offset,
+            .offset = bit * bs,
+            .size = (next - bit) * bs,
+        };
+        int ret = kvm_gmem_kernel_set_attributes(run.gpa, run.size, !shared);
 
         if (ret) {
-            return ret;
+            trace_kvm_gmem_kernel_failed("set-attributes", run.gpa, run.size,
+                                         ret);
+            if (!unsettled) {
+                return ret;
+            }
+            g_array_append_val(gmem.unsettled, run);
+            first = first ?: ret;
         }
         bit = next;
     }
-    return 0;
+    return first;
+}
+
+/* @u's GPAs still map its block at its offset (a memslot may lag). */
+static bool gmem_unsettled_mapped(const KvmGmemSlot *u)
+{
+    MemoryRegionSection s = kvm_gmem_lookup(u->gpa, u->size);
+    bool same;
+
+    if (!s.mr) {
+        return false;
+    }
+    same = s.mr->ram_block == u->rb &&
+           s.offset_within_address_space == u->gpa &&
+           s.offset_within_region == u->offset &&
+           int128_get64(s.size) == u->size;
+    memory_region_unref(s.mr);
+    return same;
+}
+
+/*
+ * Retry the unsettled runs: each is dropped once KVM took the record's
+ * state, or once its GPAs map something else (whatever maps them now got
+ * the attributes it records when its memslot was added). False if one
+ * that overlaps [gpa, gpa + size) (size 0: none) is still unsettled.
+ */
+static bool gmem_settle(uint64_t gpa, uint64_t size)
+{
+    bool settled = true;
+
+    for (guint i = 0; i < gmem.unsettled->len; i++) {
+        KvmGmemSlot u = g_array_index(gmem.unsettled, KvmGmemSlot, i);
+
+        if (gmem_unsettled_mapped(&u) && gmem_apply_bitmap(&u, false)) {
+            settled &= !size || !ranges_overlap(u.gpa, u.size, gpa, size);
+            continue;
+        }
+        trace_kvm_gmem_slot_settled(u.gpa, u.size);
+        g_array_remove_index_fast(gmem.unsettled, i--);
+    }
+    return settled;
+}
+
+/* Forget the unsettled runs that overlap [gpa, gpa + size), or of @rb. */
+static void gmem_unsettled_forget(uint64_t gpa, uint64_t size, RAMBlock *rb)
+{
+    for (guint i = 0; i < gmem.unsettled->len; i++) {
+        KvmGmemSlot *u = &g_array_index(gmem.unsettled, KvmGmemSlot, i);
+
+        if (u->rb == rb ||
+            (size && ranges_overlap(u->gpa, u->size, gpa, size))) {
+            g_array_remove_index_fast(gmem.unsettled, i--);
+        }
+    }
 }
 
 static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
@@ -380,6 +456,7 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
     QLIST_FOREACH_SAFE(b, &gmem.blocks, next, next) {
         if (b->rb->host == host) {
             kvm_gmem_discard_forget_block(b->rb);
+            gmem_unsettled_forget(0, 0, b->rb);
             QLIST_REMOVE(b, next);
             g_free(b);
         }
@@ -399,7 +476,8 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
         .offset = (uint8_t *)host - mr->ram_block->host,
         .size = size,
     };
-    int ret = 0;
+    guint unsettled;
+    int ret;
 
     if (!slot.rb->attributes) {
         return;     /* in place, no private side: nothing to record */
@@ -413,28 +491,41 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
     if (!gmem_block_find(slot.rb)) {
         /*
          * First sight of the block: its initial state, for all of it.
-         * RamBlockAttributes starts all private (SEV-SNP, TDX).
+         * RamBlockAttributes starts all private (SEV-SNP, TDX). If a
+         * listener (VFIO) cannot map the block, the bits are set all the
+         * same, as KVM's are below: the device lacks those mappings, and
+         * QEMU says so and runs on (it used to exit).
          */
         gmem_block(slot.rb);
-        if (gmem.initially_shared) {
-            ret = ram_block_attributes_state_change(slot.rb->attributes, 0,
-                                                    gmem_block_bytes(slot.rb),
-                                                    false);
+        if (gmem.initially_shared &&
+            ram_block_attributes_state_change(slot.rb->attributes, 0,
+                                              gmem_block_bytes(slot.rb),
+                                              false)) {
+            error_report("guest_memfd: a listener cannot map %s",
+                         qemu_ram_get_idstr(slot.rb));
         }
     }
     /*
      * KVM's attributes of the slot's GPAs follow the record, however the
-     * block is laid out now (a slot can come back elsewhere, or in part).
+     * block is laid out now (a slot can come back elsewhere, or in part):
+     * this slot decides its GPAs, so older unsettled runs there go. A run
+     * KVM refuses keeps whatever attributes its GPAs had before, which
+     * QEMU cannot read back (KVM has no call for it) and need not be the
+     * record's if the slot moved. It stays unsettled: retried with every
+     * later slot and before every conversion, and a conversion that
+     * overlaps it is refused ("kvm") until KVM takes it. No exit: a
+     * guest's PAM or BAR write adds slots.
      */
     trace_kvm_gmem_slot_added(start, size, slot.offset);
-    if (!ret) {
-        ret = gmem_apply_bitmap(&slot);
-    }
+    gmem_unsettled_forget(slot.gpa, slot.size, NULL);
+    gmem_settle(0, 0);
+    unsettled = gmem.unsettled->len;
+    ret = gmem_apply_bitmap(&slot, true);
     if (ret) {
-        error_report("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64
-                     ": cannot set its attributes: %s", start, size,
-                     strerror(-ret));
-        exit(1);
+        gmem.stats.slot_attribute_failures += gmem.unsettled->len - unsettled;
+        error_report_once("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64
+                          ": KVM refused its attributes (%s); retried before "
+                          "each conversion", start, size, strerror(-ret));
     }
 }
 
@@ -805,6 +896,11 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
      */
     for (;;) {
         r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
+        /* Reset goes on: the runs stay unsettled, retried later. */
+        if (!r && gmem.unsettled->len && !gmem_settle(gpa, size) &&
+            mode != GMEM_CONVERT_RESET) {
+            r = KVM_GMEM_REJECT_KVM;
+        }
         if (!r) {
             r = gmem_collect(gpa, size, to_private, pieces);
         }

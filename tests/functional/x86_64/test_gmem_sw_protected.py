@@ -1603,5 +1603,42 @@ SwProtectedVm.test_pam_toggle_beside_conversions = \
     _test_pam_toggle_beside_conversions
 
 
+def _test_slot_attribute_failure_is_retried(self):
+    # Issue 24, defect 9: KVM refuses the attributes of a memslot being
+    # added (the guest's PAM write; an injected ENOMEM). QEMU used to
+    # exit; now the run stays unsettled and is retried (here with the
+    # next slot the same commit adds), and QEMU, the guest and the
+    # record go on consistent.
+    trace = os.path.join(self.workdir, 'trace.log')
+    log = self.boot('hold,pam_convert,sweep_mark cpus=1 toggles=1 '
+                    'checkpoints=1', extra=(
+                        '-trace', 'kvm_gmem_fault_injected',
+                        '-trace', 'kvm_gmem_slot_*', '-D', trace))
+    self.checkpoint(log, 'hold')
+    # PAM0 to DRAM adds one slot; back to read-only DRAM three, of
+    # which the second is 0xf0000-0xfffff: the third call fails.
+    self.vm.cmd('x-guest-memfd-inject-fault', call='set-attributes',
+                error='enomem', skip=2)
+    self.vm.cmd('inject-nmi')
+    self.assertEqual(self.sweep(log), 0)
+    self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+    stats = self.vm.cmd('query-guest-memfd')
+    self.vm.cmd('inject-nmi')
+    self.finish(log)
+    with open(trace) as f:
+        events = f.read()
+    self.log.info('trace:\n%s', events)
+    self.assertEqual(log.results()['pam_convert'], ('PASS', ''))
+    self.assertEqual(sum(stats['rejected'].values()), 0)
+    self.assertEqual(len(re.findall('kvm_gmem_fault_injected', events)), 1)
+    self.assertEqual(len(re.findall('kvm_gmem_slot_settled', events)), 1)
+    self.assertEqual(self.vm.get_log().count('KVM refused its attributes'),
+                     1, self.vm.get_log())
+
+
+SwProtectedVm.test_slot_attribute_failure_is_retried = \
+    _test_slot_attribute_failure_is_retried
+
+
 if __name__ == '__main__':
     QemuSystemTest.main()
