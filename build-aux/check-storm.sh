@@ -1,10 +1,12 @@
 #!/bin/sh
 # make check-storm: the random-request storm (test_random_requests_storm,
 # 4 vCPUs, 100,000 guest requests beside the host's QMP requests, then the
-# record-versus-KVM sweep) in the nested rig, on the full kernel
-# (tests/rig/README.md: Debian's kernel with rebuilt kvm modules panics
-# under it). Long: the first run builds that kernel (about 25 min), the
-# storm itself takes more than an hour (4 vCPUs on L1's 4 TCG CPUs).
+# record-versus-KVM sweep) in the nested rig, with L0 on single-threaded
+# TCG: under multi-threaded TCG the nested SVM loses state under 4 busy
+# vCPUs (tests/rig/README.md). make check runs the same storm with 10,000
+# requests. Long: more than an hour. RIG_KERNEL=full runs it on the rig's
+# complete kernel (built first, about 25 min); RIG_TCG_THREAD=multi on
+# multi-threaded TCG, to compare.
 # Its logs stay in $CACHE/storm/logs, also when the time runs out.
 # Ends with "N passed, N failed"; exits non-zero when the storm failed.
 set -u
@@ -20,16 +22,20 @@ case "$cache/" in
     echo "0 passed, 1 failed"
     exit 1 ;;
 esac
-"$repo/tests/rig/build-kernel.sh" || { echo "0 passed, 1 failed"; exit 1; }
+if [ "${RIG_KERNEL:-debian}" = full ]; then
+    "$repo/tests/rig/build-kernel.sh" || { echo "0 passed, 1 failed"; exit 1; }
+fi
 
 rm -rf "$out"
 mkdir -p "$out"
 limit=${RIG_TIMEOUT:-7200}
-echo "check-storm: the storm in the rig (over an hour, at most $limit s; log: $out/tap.log)"
+echo "check-storm: the storm in the rig (over an hour, at most $limit s;" \
+     "L1 kernel ${RIG_KERNEL:-debian}, TCG ${RIG_TCG_THREAD:-single}-threaded; log: $out/tap.log)"
 # The test's files live in L1's /tmp (reading a log that L2's QEMU is
 # writing through the 9p share fails), copied to $out at the end.
-RIG_KERNEL=full RIG_SMP=${RIG_SMP:-4} RIG_SCRATCH=$out \
-RIG_TIMEOUT=$limit QEMU_GMEM_RIG_STORM=1 \
+RIG_KERNEL=${RIG_KERNEL:-debian} RIG_TCG_THREAD=${RIG_TCG_THREAD:-single} \
+RIG_SMP=${RIG_SMP:-4} RIG_SCRATCH=$out RIG_TIMEOUT=$limit \
+QEMU_GMEM_RIG_STORM=1 QEMU_GMEM_STORM_REQUESTS=${QEMU_GMEM_STORM_REQUESTS:-100000} \
     "$repo/tests/rig/run.sh" /usr/bin/env \
     PYTHONPATH="$src/python:$src/tests/functional" \
     QEMU_TEST_QEMU_BINARY="$cache/build/qemu-system-x86_64" \

@@ -20,6 +20,8 @@
 # QEMU's edu device (a DMA engine), bound to vfio-pci for assignment.
 # RIG_BOOT_TIMEOUT (default 120) bounds L1's boot: one that has not
 # started the command by then is tried again, up to three boots in all.
+# RIG_TCG_THREAD=single|multi picks L0's TCG threading (-accel
+# tcg,thread=...); unset, QEMU's default (multi).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -100,7 +102,8 @@ for attempt in 1 2 3; do
     # L1's kernel console goes to a file; the command's output is ttyS1 =
     # stdout.
     # shellcheck disable=SC2086
-    $timeout "${RIG_QEMU:-qemu-system-x86_64}" -machine $machine -accel tcg -cpu max \
+    $timeout "${RIG_QEMU:-qemu-system-x86_64}" -machine $machine \
+        -accel "tcg${RIG_TCG_THREAD:+,thread=$RIG_TCG_THREAD}" -cpu max \
         -m "${RIG_MEM:-4G}" -smp "${RIG_SMP:-2}" $vfio_args \
         -nodefaults -no-user-config -display none -no-reboot \
         -kernel "$kernel" -initrd "$initrd" \
