@@ -11,7 +11,8 @@
 #   make check-libvirt  the example domains under a real libvirtd
 #   make check-upstream  QEMU's unit and qtest-x86_64 suites on our build
 #                and on pristine 10.2.2, side by side
-#   make build   just build qemu-system-x86_64 (and the test guest)
+#   make build   just build qemu-system-x86_64 (the test guest, the launch
+#                stand-in)
 #   make install / make uninstall   PREFIX (/usr/local) and DESTDIR, as
 #                upstream QEMU's
 
@@ -32,6 +33,8 @@ deps: $(DEPS_STAMP)
 build: deps
 	@build-aux/build.sh
 	@$(MAKE) --no-print-directory -s -C tests/guest O=$(CACHE)/guest
+	@$(MAKE) --no-print-directory -s -C tests/launch-standin \
+		O=$(CACHE)/launch-standin QEMU_SRC=$(CACHE)/src
 
 run: build
 	@build-aux/run-demo.py
