@@ -371,7 +371,9 @@ def main():
             print()
             print('8. scaling: 4 KiB conversions per second in all, with 1, '
                   '2 and 4 vCPUs converting disjoint windows at once (L1 has '
-                  '%s CPUs on %d host cores)' % (os.cpu_count(), host_cores()))
+                  '%s CPUs on %d host cores; L0: %s-threaded TCG)' % (
+                      os.cpu_count(), host_cores(),
+                      os.environ.get('RIG_TCG_THREAD') or 'multi'))
             print('%-6s %10s %10s %10s %9s %9s' % (
                 'vCPUs', 'legacy', 'manager', 'mgr-async', 'mgr/leg',
                 'async/mgr'))

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 #
 # Runs the tests that need what the host's KVM may lack inside the nested
-# rig (tests/rig): KVM_X86_SW_PROTECTED_VM (test_gmem_sw_protected) and
-# in-place guest_memfd (test_gmem_inplace), each file in an L1 boot of its
-# own, and relays their TAP output, so each of them is a test case of this
-# one.
+# rig (tests/rig): KVM_X86_SW_PROTECTED_VM (test_gmem_sw_protected, and
+# the SEV-SNP and TDX launch on it through the launch stand-in,
+# test_gmem_launch_e2e) and in-place guest_memfd (test_gmem_inplace), each
+# file in an L1 boot of its own, and relays their TAP output, so each of
+# them is a test case of this one.
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -28,6 +29,9 @@ MARGIN = 300
 RUNS = (
     ('test_gmem_inplace.py', (), {}),
     ('test_gmem_sw_protected.py', (), {}),
+    # TDX needs a guest physical address width of 48 or 52, which QEMU
+    # caps at L1's MAXPHYADDR (tests/launch-standin/README.md).
+    ('test_gmem_launch_e2e.py', (), {'RIG_QEMU_ARGS': '-cpu max,phys-bits=48'}),
     ('test_gmem_sw_protected.py', ('-k', 'test_random_requests_storm'),
      {'RIG_TCG_THREAD': 'single', 'QEMU_GMEM_RIG_STORM': '1',
       'QEMU_GMEM_STORM_REQUESTS': '10000'}),
