@@ -57,13 +57,17 @@ static const struct {
     { "EFAULT", EFAULT }, { "EINVAL", EINVAL }, { "EIO", EIO },
     { "EBUSY", EBUSY }, { "EAGAIN", EAGAIN }, { "EINTR", EINTR },
     { "ENOMEM", ENOMEM }, { "EPERM", EPERM }, { "ENOTTY", ENOTTY },
+    { "EBADF", EBADF }, { "E2BIG", E2BIG },
 };
 
 int standin_injected(const char *command, uint64_t *fw_error)
 {
     static GHashTable *calls;
     const char *spec = getenv("GMEM_LAUNCH_STANDIN_FAIL");
+    g_auto(GStrv) all = NULL;
     g_auto(GStrv) f = NULL;
+    unsigned long first;
+    char *end;
     unsigned n;
 
     if (!calls) {
@@ -74,9 +78,21 @@ int standin_injected(const char *command, uint64_t *fw_error)
     if (!spec) {
         return 0;
     }
-    f = g_strsplit(spec, ":", 4);
-    if (g_strv_length(f) < 3 || strcmp(f[0], command) ||
-        strtoul(f[1], NULL, 0) != n) {
+    /* Several specifications, separated by commas: the first that fits. */
+    all = g_strsplit(spec, ",", -1);
+    for (unsigned i = 0; all[i] && !f; i++) {
+        f = g_strsplit(all[i], ":", 4);
+        if (g_strv_length(f) < 3 || strcmp(f[0], command)) {
+            g_clear_pointer(&f, g_strfreev);
+            continue;
+        }
+        /* "N": the Nth call only; "N+": the Nth and every later call. */
+        first = g_ascii_strtoull(f[1], &end, 0);
+        if (*end == '+' ? n < first : n != first) {
+            g_clear_pointer(&f, g_strfreev);
+        }
+    }
+    if (!f) {
         return 0;
     }
     *fw_error = f[3] ? g_ascii_strtoull(f[3], NULL, 0) : 0;

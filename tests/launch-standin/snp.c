@@ -97,6 +97,8 @@ static int snp_init2(struct kvm_sev_cmd *cmd)
 {
     struct kvm_sev_init init;
     uint64_t valid = snp_supported_vmsa_features();
+    uint64_t fw_error = 0;
+    int ret;
 
     if (snp.initialized) {
         /* sev_mem_enc_ioctl(): only SNP commands once it is SNP */
@@ -118,6 +120,16 @@ static int snp_init2(struct kvm_sev_cmd *cmd)
         return standin_refuse("KVM_SEV_INIT2", -EINVAL, "__sev_guest_init(): "
                               "flags, VMSA features or GHCB version");
     }
+    /*
+     * What fails past the checks: sev_asid_new() (EBUSY, no ASID left),
+     * sev_platform_init() (EIO and the firmware's code in argp->error);
+     * __sev_guest_init() then leaves the VM uninitialised.
+     */
+    ret = standin_injected("sev-init2", &fw_error);
+    if (ret) {
+        cmd->error = fw_error;
+        return ret;
+    }
     snp.initialized = true;
     snp.vmsa_features = init.vmsa_features | SVM_SEV_FEAT_SNP_ACTIVE;
     standin_report("{\"event\": \"sev-init2\", \"vmsa-features\": %" PRIu64
@@ -129,6 +141,8 @@ static int snp_init2(struct kvm_sev_cmd *cmd)
 static int snp_launch_start(struct kvm_sev_cmd *cmd)
 {
     struct kvm_sev_snp_launch_start start;
+    uint64_t fw_error = 0;
+    int ret;
 
     if (!snp.initialized) {
         return -ENOTTY;         /* !sev_snp_guest() */
@@ -146,6 +160,16 @@ static int snp_launch_start(struct kvm_sev_cmd *cmd)
     if (cmd->sev_fd != (uint32_t)standin.sev_fd) {
         /* __sev_issue_cmd() -> sev_issue_cmd_external_user() */
         return -EBADF;
+    }
+    /*
+     * snp_context_create() (ENOTTY), SEV_CMD_SNP_LAUNCH_START and
+     * snp_bind_asid() (EIO and the firmware's code): the context is
+     * decommissioned, so a later SNP_LAUNCH_START may try again.
+     */
+    ret = standin_injected("snp-launch-start", &fw_error);
+    if (ret) {
+        cmd->error = fw_error;
+        return ret;
     }
     snp.context = true;
     standin_report("{\"event\": \"snp-launch-start\", \"policy\": %" PRIu64
@@ -247,6 +271,8 @@ static int snp_launch_update(struct kvm_sev_cmd *cmd)
                               "firmware: the guest was launched "
                               "(SNP_LAUNCH_FINISH)");
     }
+    /* The sources as they are once any discard in flight is done. */
+    standin_discards_settle();
     /* kvm_gmem_populate() stops at the end of the memslot. */
     for (; count < u.len / STANDIN_PAGE_SIZE &&
            u.gfn_start + count < slot_end; count++) {

@@ -67,10 +67,17 @@ char *standin_hex(const void *buf, size_t len);
 
 /*
  * $GMEM_LAUNCH_STANDIN_FAIL=command:nth:errno[:fw_error]: the nth call
- * (from 1) of @command fails with -errno and that firmware/hardware code.
- * Returns 0, or the negative errno to fail with.
+ * (from 1) of @command fails with -errno and that firmware/hardware code;
+ * "nth+" fails the nth call and every later one. Returns 0, or the
+ * negative errno to fail with.
  */
 int standin_injected(const char *command, uint64_t *fw_error);
+
+/*
+ * Wait until no discard of QEMU's async worker that the stand-in holds
+ * back ($GMEM_LAUNCH_STANDIN_DISCARD_DELAY_MS, discard.c) is in flight.
+ */
+void standin_discards_settle(void);
 
 /* SEV-SNP: /dev/sev and KVM_MEMORY_ENCRYPT_OP on the VM (snp.c). */
 long snp_sev_device_ioctl(unsigned long req, void *arg);

@@ -83,9 +83,10 @@ static int tdx_capabilities(struct kvm_tdx_cmd *cmd)
 static int tdx_init_vm(struct kvm_tdx_cmd *cmd)
 {
     struct kvm_tdx_init_vm init;
+    uint64_t hw_error = 0;
     uint32_t nent;
     size_t size;
-    int guest_pa = 0;
+    int guest_pa = 0, ret;
 
     /* tdx_td_init() */
     if (td.state != TD_STATE_UNINITIALIZED || cmd->flags) {
@@ -128,6 +129,18 @@ static int tdx_init_vm(struct kvm_tdx_cmd *cmd)
         return standin_refuse("KVM_TDX_INIT_VM", -EINVAL,
                               "setup_tdparams_eptp_controls(): CPUID "
                               "0x80000008 EAX[23:16] is not 48 or 52");
+    }
+    /*
+     * __tdx_td_init(): TDH.MNG.CREATE without entropy is EAGAIN (to be
+     * retried), TDH.MNG.INIT's TDX_OPERAND_INVALID is EINVAL with the
+     * SEAMCALL status in hw_error, other SEAMCALL errors EIO; the TD stays
+     * uninitialised.
+     */
+    ret = standin_injected("tdx-init-vm", &hw_error);
+    if (ret) {
+        cmd->hw_error = hw_error;
+        g_clear_pointer(&td.cpuid, g_free);
+        return ret;
     }
     td.state = TD_STATE_INITIALIZED;
     td.mrtd = g_checksum_new(G_CHECKSUM_SHA384);
@@ -210,7 +223,7 @@ static int tdx_init_mem_region(StandinVcpu *vcpu, struct kvm_tdx_cmd *cmd)
 {
     struct kvm_tdx_init_mem_region r;
     g_autofree uint8_t *page = g_malloc(STANDIN_PAGE_SIZE);
-    uint64_t slot_end, hw_error = 0;
+    uint64_t slot_end, hw_error = 0, before_signal = UINT64_MAX;
     int ret = 0;
 
     /* tdx_vcpu_init_mem_region() */
@@ -236,8 +249,11 @@ static int tdx_init_mem_region(StandinVcpu *vcpu, struct kvm_tdx_cmd *cmd)
                               "size, wrap or a shared GPA");
     }
     ret = standin_injected("tdx-init-mem-region", &hw_error);
-    if (ret) {
-        cmd->hw_error = hw_error;
+    if (ret == -EINTR) {
+        /* signal_pending() is checked before each page: half gets done. */
+        before_signal = r.nr_pages / 2;
+        ret = 0;
+    } else if (ret) {
         return ret;
     }
     standin_report("{\"event\": \"tdx-region\", \"gpa\": %" PRIu64
@@ -246,7 +262,13 @@ static int tdx_init_mem_region(StandinVcpu *vcpu, struct kvm_tdx_cmd *cmd)
                    (uint64_t)r.source_addr, (uint64_t)r.nr_pages,
                    cmd->flags & KVM_TDX_MEASURE_MEMORY_REGION ? "true" :
                    "false");
+    /* The sources as they are once any discard in flight is done. */
+    standin_discards_settle();
     while (r.nr_pages) {
+        if (!before_signal--) {
+            ret = -EINTR;
+            break;
+        }
         /* kvm_gmem_populate() of one page, tdx_gmem_post_populate() */
         if (standin_read_user(r.source_addr, page, STANDIN_PAGE_SIZE)) {
             ret = standin_refuse("KVM_TDX_INIT_MEM_REGION", -EFAULT,
@@ -306,6 +328,7 @@ static int tdx_get_cpuid(struct kvm_tdx_cmd *cmd)
 long tdx_vcpu_encrypt_op(StandinVcpu *vcpu, void *arg)
 {
     struct kvm_tdx_cmd cmd;
+    uint64_t hw_error = 0;
     int ret;
 
     if (standin_read_user((uintptr_t)arg, &cmd, sizeof(cmd))) {
@@ -328,14 +351,22 @@ long tdx_vcpu_encrypt_op(StandinVcpu *vcpu, void *arg)
                                   "tdx_vcpu_init(): flags, or initialized "
                                   "before");
         }
+        /* tdx_td_vcpu_init(): ENOMEM, or EIO for a SEAMCALL error */
+        ret = standin_injected("tdx-init-vcpu", &hw_error);
+        if (ret) {
+            return ret;
+        }
         vcpu->tdx_initialized = true;
         standin_report("{\"event\": \"tdx-init-vcpu\", \"vcpu\": %lu, "
                        "\"hob\": %" PRIu64 "}", vcpu->id,
                        (uint64_t)cmd.data);
         return 0;
     case KVM_TDX_INIT_MEM_REGION:
-        ret = tdx_init_mem_region(vcpu, &cmd);
-        break;
+        /*
+         * tdx_vcpu_unlocked_ioctl() does not copy the command back: QEMU
+         * never sees a vCPU command's hw_error.
+         */
+        return tdx_init_mem_region(vcpu, &cmd);
     case KVM_TDX_GET_CPUID:
         return tdx_get_cpuid(&cmd);
     default:
@@ -343,8 +374,4 @@ long tdx_vcpu_encrypt_op(StandinVcpu *vcpu, void *arg)
                               "tdx_vcpu_unlocked_ioctl(): not a vCPU "
                               "command");
     }
-    if (standin_write_user((uintptr_t)arg, &cmd, sizeof(cmd))) {
-        return -EFAULT;
-    }
-    return ret;
 }

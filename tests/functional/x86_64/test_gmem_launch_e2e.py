@@ -29,7 +29,9 @@ import time
 from qemu.machine import QEMUMachine
 from qemu_test import QemuSystemTest
 
-from test_gmem_launch_measurement import V1, V2, T1
+from test_gmem_launch_measurement import (V1, V2, T1, SNP_V4_1_KERNEL,
+                                          SNP_MILAN_2_KERNEL_INITRD,
+                                          synthetic_bzimage, synthetic_initrd)
 
 SNP_FW = 'OVMF.amdsev.fd'
 TDX_FW = 'OVMF.inteltdx.ms.fd'
@@ -40,6 +42,8 @@ KVM_CHECK_EXTENSION = 0xae03
 KVM_CAP_VM_TYPES = 235
 KVM_X86_SW_PROTECTED_VM = 1
 PAGE = 4096
+TDX_OPERAND_BUSY = 0x8000020000000000
+TDX_OPERAND_INVALID = 0xC000010000000000
 
 
 def page_present(pagemap, addr):
@@ -72,6 +76,34 @@ class LaunchEndToEnd(QemuSystemTest):
             self.fail('this KVM has no KVM_X86_SW_PROTECTED_VM: the test '
                       'runs in the nested rig (test_gmem_rig.py)')
         self.launches = 0
+        # Every QEMU of this test carries it, so that none can be missed.
+        self.marker = 'gmem-e2e-%d' % os.getpid()
+
+    def tearDown(self):
+        super().tearDown()
+        self.assert_no_qemu_left()
+
+    def qemu_alive(self):
+        """The QEMU processes of this test that are still there."""
+        alive = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    cmdline = f.read().split(b'\0')
+                with open('/proc/%s/stat' % pid) as f:
+                    zombie = f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+            except OSError:
+                continue
+            if not zombie and any(self.marker.encode() in a
+                                  for a in cmdline):
+                alive.append(int(pid))
+        return alive
+
+    def assert_no_qemu_left(self):
+        deadline = time.monotonic() + 10
+        while self.qemu_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.qemu_alive(), [], 'QEMU left running')
 
     def fw(self, name):
         return os.path.join(self.fw_dir, name)
@@ -101,26 +133,33 @@ class LaunchEndToEnd(QemuSystemTest):
         if standin:
             run_env['LD_PRELOAD'] = self.standin
         p = subprocess.run([self.qemu_bin, '-display', 'none', '-m', '512M',
-                            *args], capture_output=True, text=True,
+                            '-name', self.marker, *args],
+                           capture_output=True, text=True,
                            timeout=300, env=run_env, check=False)
         self.log.info('%s: exit %d\n%s', ' '.join(args), p.returncode,
                       p.stderr)
         return p.returncode, p.stdout, p.stderr
 
     def dry_run(self, fw, cgs, *args):
+        return self.dry_run_info(fw, cgs, *args)['measurement']
+
+    def dry_run_info(self, fw, cgs, *args):
         code, out, err = self.run_qemu(
             '-bios', self.fw(fw), '-machine',
             'q35,confidential-guest-support=%s' % cgs.split('id=')[1]
             .split(',')[0], '-object', cgs + ',measure-only=on', *args,
             standin=False)
         self.assertEqual(code, 0, err)
-        return json.loads(out)['measurement']
+        return json.loads(out)
 
-    def launch(self, fw, cgs, *args, env=None):
+    def launch(self, fw, cgs, *args, env=None, accel='kvm',
+               before_cont=None, may_refuse=False):
         """
         Launch through the stand-in and return (vm, its
         query-launch-measurement, the stand-in's report). SEV-SNP
         launches when the VM first runs, TDX when the machine is built.
+        @before_cont(vm, report path) runs between -S and cont; with
+        @may_refuse, a QEMU that exits at cont gives None for the query.
         """
         self.launches += 1
         report = os.path.join(self.workdir, 'standin-%d.jsonl' %
@@ -136,16 +175,29 @@ class LaunchEndToEnd(QemuSystemTest):
         cgs_id = cgs.split('id=')[1].split(',')[0]
         vm.add_args('-bios', self.fw(fw), '-machine',
                     'q35,confidential-guest-support=%s' % cgs_id,
-                    '-object', cgs, '-accel', 'kvm', '-m', '512M',
-                    '-display', 'none', '-S', *args)
+                    '-object', cgs, '-accel', accel, '-m', '512M',
+                    '-display', 'none', '-S', '-name',
+                    self.marker + ',debug-threads=on', *args)
         vm.launch()
-        if 'sev-snp' in cgs:
-            vm.cmd('cont')
-        info = vm.cmd('query-launch-measurement')
-        self.assertTrue(info['launched'])
-        with open(report) as f:
-            events = [json.loads(line) for line in f]
-        return vm, info, events
+        if before_cont:
+            before_cont(vm, report)
+        try:
+            if 'sev-snp' in cgs:
+                vm.cmd('cont')
+            info = vm.cmd('query-launch-measurement')
+        except Exception:       # pylint: disable=broad-except
+            if not may_refuse:
+                raise
+            vm.wait()
+            info = None
+        if info:
+            self.assertTrue(info['launched'])
+        return vm, info, self.report(report)
+
+    @staticmethod
+    def report(path):
+        with open(path) as f:
+            return [json.loads(line) for line in f]
 
     def measured(self, events):
         m = [e for e in events if e['event'] == 'measurement']
@@ -188,14 +240,14 @@ class LaunchEndToEnd(QemuSystemTest):
             resident = [hex(a) for a in sources if page_present(pagemap, a)]
         self.assertEqual(resident, [], 'source pages still resident')
 
-    def check_snp(self, cbitpos, vector, *args):
-        cgs = SNP_CGS % cbitpos
+    def check_snp(self, cbitpos, vector, *args, extra=''):
+        cgs = SNP_CGS % cbitpos + extra
         vm, info, events = self.launch(SNP_FW, cgs, *args)
         standin = self.measured(events)
         self.assertEqual(standin['type'], 'sev-snp')
         self.assertEqual(standin['measurement'], info['measurement'])
         self.assertEqual(info['measurement'],
-                         self.dry_run(SNP_FW, SNP_CGS % 51, *args))
+                         self.dry_run(SNP_FW, SNP_CGS % 51 + extra, *args))
         if vector:
             self.assertEqual(info['measurement'], vector)
         vcpus = int(args[args.index('-smp') + 1])
@@ -219,6 +271,59 @@ class LaunchEndToEnd(QemuSystemTest):
         """Other CPU models and vCPU counts: stand-in == QEMU == dry run."""
         cbitpos = self.host_cbitpos()
         self.check_snp(cbitpos, None, '-cpu', 'EPYC-Rome', '-smp', '2')
+
+    def test_snp_kernel_hashes(self):
+        """
+        kernel-hashes=on with -kernel, -initrd and -append: the hashes
+        page is populated as a normal page, and stand-in == QEMU == dry
+        run == sev-snp-measure's value.
+        """
+        cbitpos = self.host_cbitpos()
+        kernel = os.path.join(self.workdir, 'bz.img')
+        initrd = os.path.join(self.workdir, 'initrd.img')
+        synthetic_bzimage(kernel)
+        synthetic_initrd(initrd)
+        plain = self.dry_run_info(SNP_FW, SNP_CGS % 51, '-cpu', 'EPYC-v4',
+                                  '-smp', '1')['operations']
+        for vector, args in (
+                (SNP_V4_1_KERNEL, ('-cpu', 'EPYC-v4', '-smp', '1',
+                                   '-kernel', kernel,
+                                   '-append', 'console=ttyS0')),
+                (SNP_MILAN_2_KERNEL_INITRD, ('-cpu', 'EPYC-Milan', '-smp',
+                                             '2', '-kernel', kernel,
+                                             '-initrd', initrd, '-append',
+                                             'root=/dev/vda quiet'))):
+            events = self.check_snp(cbitpos, vector, *args,
+                                    extra=',kernel-hashes=on')
+            # The page that is a zero page without the hashes.
+            hashes = [o['gpa'] for o in plain
+                      if o.get('page-type') == 'zero' and
+                      [e for e in events if e['event'] == 'snp-page' and
+                       e['gpa'] == o['gpa'] and e['type'] == 1]]
+            self.assertEqual(len(hashes), 1, 'one kernel hashes page')
+
+    def check_tdx(self, *args, env=None):
+        vm, info, events = self.launch(TDX_FW, TDX_CGS, '-cpu', 'host',
+                                       *args, env=env)
+        vcpus = int(args[args.index('-smp') + 1])
+        standin = self.measured(events)
+        self.assertEqual(standin['type'], 'tdx')
+        self.assertEqual(standin['vcpus'], vcpus)
+        self.assertEqual(len([e for e in events
+                              if e['event'] == 'tdx-init-vcpu']), vcpus)
+        self.assertEqual(standin['measurement'], info['measurement'])
+        self.assertEqual(info['measurement'],
+                         self.dry_run(TDX_FW, TDX_CGS, *args))
+        self.assertEqual(info['measurement'], T1)
+        return vm, info, events
+
+    def test_tdx_vcpu_counts(self):
+        """
+        MRTD does not depend on -smp or -m: 3 vCPUs and 1 GiB launch with
+        T1. (A TD takes no named CPU model at launch, so -cpu host.)
+        """
+        vm, _, _ = self.check_tdx('-smp', '3', '-m', '1G')
+        vm.shutdown()
 
     def test_cbitpos_unmeasured(self):
         """The C-bit position changes nothing that SEV-SNP measures."""
@@ -298,18 +403,146 @@ class LaunchEndToEnd(QemuSystemTest):
             if e['event'] == 'tdx-region' for i in range(e['pages'])])
         vm.shutdown()
 
-    def test_tdx_retry(self):
+    def test_tdx_retries(self):
         """
-        KVM_TDX_INIT_MEM_REGION failing with EAGAIN (the TDX module busy):
-        QEMU issues it again and MRTD is unchanged.
+        The failures Linux 7.2 means to be retried, each once: INIT_VM's
+        EAGAIN (TDH.MNG.CREATE without entropy, __tdx_td_init()),
+        INIT_MEM_REGION's EINTR after part of the region (a signal;
+        tdx_vcpu_init_mem_region() copies the progress back) and EAGAIN,
+        FINALIZE_VM's EBUSY (TDX_OPERAND_BUSY, tdx_td_finalize()). QEMU
+        issues each again, and MRTD is unchanged.
         """
-        vm, info, events = self.launch(
-            TDX_FW, TDX_CGS, '-cpu', 'host', '-smp', '2',
-            env={'GMEM_LAUNCH_STANDIN_FAIL': 'tdx-init-mem-region:3:EAGAIN'})
-        self.assertTrue([e for e in events if e['event'] == 'injected'])
-        self.assertEqual(self.measured(events)['measurement'], T1)
-        self.assertEqual(info['measurement'], T1)
+        fail = ('tdx-init-vm:1:EAGAIN,tdx-init-mem-region:1:EINTR,'
+                'tdx-init-mem-region:3:EAGAIN,'
+                'tdx-finalize-vm:1:EBUSY:%#x' % TDX_OPERAND_BUSY)
+        vm, info, events = self.check_tdx(
+            '-smp', '2', env={'GMEM_LAUNCH_STANDIN_FAIL': fail})
+        injected = [(e['command'], e['errno']) for e in events
+                    if e['event'] == 'injected']
+        self.assertEqual(injected, [('tdx-init-vm', 11),
+                                    ('tdx-init-mem-region', 4),
+                                    ('tdx-init-mem-region', 11),
+                                    ('tdx-finalize-vm', 16)])
+        self.assertEqual([e for e in events if e['event'] == 'refused'], [])
+        self.assert_launch_private(vm, info)
         vm.shutdown()
+
+    def check_failures(self, fw, cgs, args, cases):
+        """
+        Each (failure, what QEMU's message must name): QEMU exits with
+        status 1 (no signal, no hang) and a message naming the command
+        and the errno; the stand-in injected it.
+        """
+        for fail, names in cases:
+            with self.subTest(fail=fail):
+                report = os.path.join(self.workdir, 'fail-%s.jsonl' %
+                                      fail.replace(':', '-'))
+                code, _, err = self.run_qemu(
+                    '-bios', self.fw(fw), '-machine',
+                    'q35,confidential-guest-support=%s' %
+                    cgs.split('id=')[1].split(',')[0], '-object', cgs,
+                    *args, '-accel', 'kvm',
+                    env={'GMEM_LAUNCH_STANDIN_FAIL': fail,
+                         'GMEM_LAUNCH_STANDIN_REPORT': report})
+                self.assertEqual(code, 1, err)
+                injected = [e for e in self.report(report)
+                            if e['event'] == 'injected']
+                self.assertTrue(injected, err)
+                self.assertEqual(injected[0]['command'], fail.split(':')[0])
+                for name in names:
+                    self.assertIn(name, err)
+                errno = injected[-1]['errno']
+                self.assertTrue(os.strerror(errno) in err or
+                                'ret=-%d ' % errno in err, err)
+                self.assertEqual(self.qemu_alive(), [])
+
+    @staticmethod
+    def describe(op):
+        """As launch_op_describe() names a memory operation."""
+        kind = ('%s' % op['page-type'] if 'page-type' in op else
+                'measured' if op['measured'] else 'not measured')
+        return '%s at %#x +%#x (%s)' % (op['command'], op['gpa'],
+                                        op['size'], kind)
+
+    def test_snp_commands_fail(self):
+        """
+        KVM_SEV_INIT2, SNP_LAUNCH_START, SNP_LAUNCH_UPDATE and
+        SNP_LAUNCH_FINISH failing as Linux 7.2's sev.c can make them:
+        EFAULT (copy_from_user), EINVAL (the checks), EIO with the
+        firmware's code in the command's error field (the PSP's answer;
+        kvm_gmem_populate() failing is EIO too), and EBUSY, EBADF, ENOTTY
+        where the function has them. None is retried (7.2 documents no
+        retry for them). The update names its GPA, size and page type.
+        """
+        cbitpos = self.host_cbitpos()
+        args = ('-cpu', 'EPYC-v4', '-smp', '1')
+        ops = [o for o in self.dry_run_info(SNP_FW, SNP_CGS % 51,
+                                            *args)['operations']
+               if o['command'] == 'snp-launch-update']
+        update = self.describe(ops[1])     # the second call
+        self.check_failures(SNP_FW, SNP_CGS % cbitpos, args, [
+            ('sev-init2:1:EINVAL', ['KVM_SEV_INIT2', 'fw_error=0']),
+            ('sev-init2:1:EFAULT', ['KVM_SEV_INIT2']),
+            ('sev-init2:1:EBUSY', ['KVM_SEV_INIT2']),
+            ('sev-init2:1:EIO:1', ['KVM_SEV_INIT2', 'fw_error=1']),
+            ('snp-launch-start:1:EINVAL', ['SNP_LAUNCH_START']),
+            ('snp-launch-start:1:EFAULT', ['SNP_LAUNCH_START']),
+            ('snp-launch-start:1:EBADF', ['SNP_LAUNCH_START']),
+            ('snp-launch-start:1:ENOTTY', ['SNP_LAUNCH_START']),
+            ('snp-launch-start:1:EIO:7', ['SNP_LAUNCH_START',
+                                          'fw_error=7']),
+            ('snp-launch-update:2:EINVAL', ['SNP_LAUNCH_UPDATE', update,
+                                            'firmware error 0']),
+            ('snp-launch-update:2:EFAULT', ['SNP_LAUNCH_UPDATE', update]),
+            ('snp-launch-update:2:EIO:0x16', ['SNP_LAUNCH_UPDATE', update,
+                                              'firmware error 22']),
+            ('snp-launch-finish:1:EINVAL', ['SNP_LAUNCH_FINISH']),
+            ('snp-launch-finish:1:EFAULT', ['SNP_LAUNCH_FINISH']),
+            ('snp-launch-finish:1:EBUSY', ['SNP_LAUNCH_FINISH']),
+            ('snp-launch-finish:1:EIO:3', ['SNP_LAUNCH_FINISH',
+                                           'firmware error 3']),
+        ])
+
+    def test_tdx_commands_fail(self):
+        """
+        KVM_TDX_INIT_VM, INIT_VCPU, INIT_MEM_REGION and FINALIZE_VM failing
+        as Linux 7.2's tdx.c can make them: EFAULT, EINVAL (INIT_VM's
+        TDX_OPERAND_INVALID in hw_error), EIO (a SEAMCALL error), E2BIG,
+        ENOMEM; and the retried ones when they do not stop (INIT_VM's
+        EAGAIN, FINALIZE_VM's EBUSY): QEMU gives up and exits. The
+        region names its GPA, size and whether it is measured; vCPU
+        commands have no hw_error (tdx_vcpu_unlocked_ioctl() does not
+        copy the command back).
+        """
+        args = ('-cpu', 'host', '-smp', '2')
+        ops = [o for o in self.dry_run_info(TDX_FW, TDX_CGS,
+                                            '-smp', '2')['operations']
+               if o['command'] == 'tdx-init-mem-region']
+        region = self.describe(ops[1])
+        self.check_failures(TDX_FW, TDX_CGS, args, [
+            ('tdx-init-vm:1:EINVAL:%#x' % TDX_OPERAND_INVALID,
+             ['KVM_TDX_INIT_VM', 'hw_errors: %#x' % TDX_OPERAND_INVALID]),
+            ('tdx-init-vm:1:EFAULT', ['KVM_TDX_INIT_VM']),
+            ('tdx-init-vm:1:E2BIG', ['KVM_TDX_INIT_VM']),
+            ('tdx-init-vm:1:EIO', ['KVM_TDX_INIT_VM']),
+            ('tdx-init-vm:1+:EAGAIN', ['KVM_TDX_INIT_VM', 'entropy']),
+            ('tdx-init-vcpu:2:EINVAL', ['KVM_TDX_INIT_VCPU',
+                                        'tdx-init-vcpu of vCPU 1']),
+            ('tdx-init-vcpu:1:ENOMEM', ['KVM_TDX_INIT_VCPU',
+                                        'tdx-init-vcpu of vCPU 0']),
+            ('tdx-init-vcpu:1:EIO', ['KVM_TDX_INIT_VCPU']),
+            ('tdx-init-mem-region:2:EINVAL', ['KVM_TDX_INIT_MEM_REGION',
+                                              region]),
+            ('tdx-init-mem-region:2:EFAULT', ['KVM_TDX_INIT_MEM_REGION',
+                                              region]),
+            ('tdx-init-mem-region:2:EIO', ['KVM_TDX_INIT_MEM_REGION',
+                                           region]),
+            ('tdx-finalize-vm:1:EINVAL', ['KVM_TDX_FINALIZE_VM']),
+            ('tdx-finalize-vm:1:EIO:0xc000060000000000',
+             ['KVM_TDX_FINALIZE_VM', 'hw_errors: 0xc000060000000000']),
+            ('tdx-finalize-vm:1+:EBUSY:%#x' % TDX_OPERAND_BUSY,
+             ['KVM_TDX_FINALIZE_VM', 'hw_errors: %#x' % TDX_OPERAND_BUSY]),
+        ])
 
 
 if __name__ == '__main__':
