@@ -7,7 +7,8 @@
 #   make check-rig  only the nested rig tier
 #   make check-storm  the random-request storm in the rig (long)
 #   make bench   conversion rates in the nested rig, side by side
-#   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60)
+#   make fuzz    the libFuzzer harnesses, FUZZ_TIME seconds each (60),
+#                and the TSan harness (make tsan: it alone, TSAN_TIME s)
 #   make check-libvirt  the example domains under a real libvirtd
 #   make check-upstream  QEMU's unit and qtest-x86_64 suites on our build
 #                and on pristine 10.2.2, side by side
@@ -46,9 +47,15 @@ check: build
 bench: build
 	@build-aux/bench.sh
 
-# The gmem layer's libFuzzer harnesses (tests/fuzz), FUZZ_TIME s each.
+# The gmem layer's libFuzzer harnesses (tests/fuzz), FUZZ_TIME s each,
+# then the TSan harness (tests/tsan), TSAN_TIME s (120).
 fuzz: build
-	@build-aux/fuzz.sh
+	@status=0; build-aux/fuzz.sh || status=1; \
+	build-aux/tsan.sh || status=1; exit $$status
+
+# The conversion manager under ThreadSanitizer, TSAN_TIME s (120).
+tsan: build
+	@build-aux/tsan.sh
 
 install: build
 	@build-aux/install.sh install
@@ -72,5 +79,5 @@ check-rig: build
 check-storm: build
 	@build-aux/check-storm.sh
 
-.PHONY: all deps build run check check-rig check-storm check-upstream check-libvirt bench fuzz \
+.PHONY: all deps build run check check-rig check-storm check-upstream check-libvirt bench fuzz tsan \
 	install uninstall
