@@ -38,6 +38,14 @@ uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
     return size;
 }
 
+void kvm_gmem_listener_change_begin(void)
+{
+}
+
+void kvm_gmem_listener_change_end(void)
+{
+}
+
 void qmp_x_guest_memfd_inject_fault(GuestMemfdKernelCall call,
                                     GuestMemfdFaultErrno error,
                                     bool has_skip, uint32_t skip,

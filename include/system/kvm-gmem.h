@@ -89,6 +89,17 @@ uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
 /*
+ * A RamDiscardListener (VFIO) of a RAMBlock with a private side is added
+ * to or removed from its RamBlockAttributes (system/ram-block-attributes.c,
+ * with its replay or its final discard): conversions walk those listeners
+ * and tell them of changes under the conversion manager's lock, so the
+ * change holds it too. Called with the BQL held (the lock order allows
+ * it), never from a listener's callback.
+ */
+void kvm_gmem_listener_change_begin(void);
+void kvm_gmem_listener_change_end(void);
+
+/*
  * Register @blocker, naming @owner, against migration of a VM whose RAM
  * has guest_memfd memslots; returns migrate_add_blocker()'s result.
  * Undo with migrate_del_blocker(@blocker).

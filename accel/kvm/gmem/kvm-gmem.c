@@ -35,7 +35,9 @@
  *    discard the async worker is doing in the request's range;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again; a range a
- *    listener cannot map does not become shared;
+ *    listener cannot map does not become shared. A listener is added
+ *    (with its replay) and removed (with its discard) under gmem.lock
+ *    too, so it sees every change or none (issue 24, defect 3);
  *  - a shared side of huge pages (hugetlb) is freed in whole huge pages
  *    only, each once every part of it is private (the bitmap says which),
  *    and a range of it becomes shared only once its huge pages are
@@ -72,7 +74,9 @@
  *    userfaultfd, migration is blocked): kernel locks only;
  *  - RamDiscardListeners (VFIO): VFIO_IOMMU_(UN)MAP_DMA or
  *    IOMMU_IOAS_(UN)MAP on the container's fd: kernel locks only, no
- *    inhibit, no BQL;
+ *    inhibit, no BQL. The same calls are made from a listener's
+ *    registration (replay) and removal, which take gmem.lock under the
+ *    BQL (kvm_gmem_listener_change_begin());
  *  - gmem_fence(): waits on gmem.lease_cond for host I/O to drop its
  *    leases, bounded by lease-timeout (a commit can stall that long);
  *  - the wait for the async worker releases gmem.lock; the worker takes
@@ -466,6 +470,24 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
 static RAMBlockNotifier gmem_ram_notifier = {
     .ram_block_removed = gmem_ram_block_removed,
 };
+
+/*
+ * system/ram-block-attributes.c adds and removes a RamDiscardListener
+ * (VFIO's, from its memory listener, under the BQL) between these two:
+ * the listener list and the bitmap its replay reads are the ones
+ * conversions walk and change under gmem.lock. The lock order allows it
+ * (BQL before gmem.lock), and what the holder does meanwhile, the
+ * listener's DMA map or unmap calls, waits for no QEMU lock.
+ */
+void kvm_gmem_listener_change_begin(void)
+{
+    qemu_mutex_lock(&gmem.lock);
+}
+
+void kvm_gmem_listener_change_end(void)
+{
+    qemu_mutex_unlock(&gmem.lock);
+}
 
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host)
