@@ -9,14 +9,35 @@
  * This keeps the last section found, from its start to the end of its
  * flat range, and answers from it while the map is unchanged:
  *
- *  - the memory listener's commit counts changes of the map, after the
- *    new flat view is in place; an answer from before the count moved is
- *    as good as memory_region_find() run just before the change, which
- *    is what any lookup racing with a change gets;
+ *  - the memory listener counts changes of the map twice: in its begin,
+ *    before the new flat view is in place, and in its commit, after;
+ *    an answer from before the count moved is as good as
+ *    memory_region_find() run just before the change, which is what any
+ *    lookup racing with a change gets, and one cached in between (from
+ *    the old view or the new) is dropped by the second count;
  *  - no reference is kept between requests (that would hold back the
  *    finalization of an unplugged region); the region taken from the
  *    cache is referenced inside an RCU read section, in which the flat
  *    view that still maps it cannot be freed.
+ *
+ * Why the cached region, which holds no reference of its own, is alive
+ * when it is referenced (issue 24, defect 5). A region the map drops
+ * lives on through the reference of the old flat view. That reference
+ * goes in flatview_destroy(), an RCU callback queued by
+ * address_space_set_flatview() once the new view is in place, so after
+ * the begin count. A lookup that answers from the cache read the count
+ * unchanged inside its read section, so before the begin count: its
+ * section began before the callback was queued, hence before the grace
+ * period the callback waits for, and that grace period waits for the
+ * section to end. So the old view, and the region it references, outlive
+ * the section, and the reference taken in it keeps the region alive
+ * after. (Counting only at commit, as this file once did, left a window:
+ * QEMU's RCU thread may finish that grace period while the commit is
+ * still running, take the BQL right after it, and free the view and the
+ * region; a lookup that read the count before the commit and was delayed
+ * past that would reference a freed region.) The counter is a sequential
+ * consistent read-modify-write, and a read section that misses a store
+ * made before a grace period began is one that began before it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -39,6 +60,7 @@ static struct {
     bool readonly, nonvolatile;
 } last;
 
+/* The map changes (begin) or has changed (commit). */
 static void gmem_lookup_commit(MemoryListener *listener)
 {
     qatomic_inc(&gmem_map_changes);
@@ -46,6 +68,7 @@ static void gmem_lookup_commit(MemoryListener *listener)
 
 static MemoryListener gmem_lookup_listener = {
     .name = "kvm-gmem-lookup",
+    .begin = gmem_lookup_commit,        /* before the old view is retired */
     .commit = gmem_lookup_commit,
 };
 
