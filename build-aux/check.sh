@@ -77,7 +77,7 @@ fi
 where=" (the host's KVM lacks it: in the rig only)"
 [ "$host_in_place" = yes ] && where=" (and in the rig)"
 echo "check: where each tier runs:"
-echo "check:   unit, fuzz, upstream: on the host"
+echo "check:   unit, fuzz, tsan, upstream: on the host"
 echo "check:   host: the test guest on the host's KVM and TCG; in-place guest_memfd: $host_in_place$where"
 echo "check:   rig: sw-protected-vm, in-place guest_memfd, device assignment, in L1"
 echo "check:   libvirt-host: the plain domain; the in-place one: $host_in_place"
@@ -95,6 +95,14 @@ if [ "$filter" = gmem ]; then
     FUZZ_TIME=${FUZZ_CHECK_TIME:-5} "$repo/build-aux/fuzz.sh" --tap |
         tee "$fuzz_tap" | grep -v '^ok\|^not ok\|^1\.\.'
 fi
+# The conversion manager under ThreadSanitizer, briefly (make tsan: long).
+tsan_tap=$cache/tsan-check.tap
+rm -f "$tsan_tap"
+if [ "$filter" = gmem ]; then
+    echo "check: TSan harness, ${TSAN_CHECK_TIME:-15} s"
+    TSAN_TIME=${TSAN_CHECK_TIME:-15} "$repo/build-aux/tsan.sh" --tap |
+        tee "$tsan_tap" | grep -v '^ok\|^not ok\|^1\.\.'
+fi
 # And upstream's own suites, a bounded part (make check-upstream: all).
 upstream_tap=$cache/upstream-check.tap
 rm -f "$upstream_tap"
@@ -111,7 +119,8 @@ if [ "$filter" = gmem ]; then
 fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
-        fuzz="$fuzz_tap" upstream="$upstream_tap" libvirt="$libvirt_tap" ||
+        fuzz="$fuzz_tap" tsan="$tsan_tap" upstream="$upstream_tap" \
+        libvirt="$libvirt_tap" ||
         status=1
 else
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" ||
