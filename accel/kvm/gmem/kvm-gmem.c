@@ -31,8 +31,10 @@
  *    the request is refused. A failed discard stays pending, so a stale
  *    copy is freed before its side can become the live one again;
  *  - a request holds gmem.lock from its first look at the state to its
- *    end. The one wait that releases it comes before that look: for a
- *    discard the async worker is doing in the request's range;
+ *    end. The two waits that release it come before that look, which
+ *    starts again after them: for a discard the async worker is doing in
+ *    the request's range, and for host I/O leases on a range going
+ *    private;
  *  - RamDiscardManager listeners (VFIO) drop a range before it becomes
  *    private and get it back only once it is shared again; a range a
  *    listener cannot map does not become shared. A listener is added
@@ -51,8 +53,9 @@
  *    mapping stops short of the first private or fenced page (it is taken
  *    inside address_space_map()'s RCU read section);
  *  - no range goes private while host I/O holds a lease on it: a
- *    conversion to private waits (bounded) for the leases on its fenced
- *    ranges to end and fails with "leased" if they do not.
+ *    conversion to private waits (bounded, without gmem.lock, its ranges
+ *    fenced) for the leases on them to end and fails with "leased" if
+ *    they do not.
  *
  * Lock order, outer first: BQL, KVM's slots lock, the ioctl inhibit,
  * gmem.lock, gmem.lease_lock; RCU read sections nest inside any of them.
@@ -77,8 +80,9 @@
  *    inhibit, no BQL. The same calls are made from a listener's
  *    registration (replay) and removal, which take gmem.lock under the
  *    BQL (kvm_gmem_listener_change_begin());
- *  - gmem_fence(): waits on gmem.lease_cond for host I/O to drop its
- *    leases, bounded by lease-timeout (a commit can stall that long);
+ *  - the wait for host I/O to drop its leases (gmem_lease_wait(), on
+ *    gmem.lease_cond, bounded by lease-timeout) releases gmem.lock: the
+ *    I/O may need the BQL to end, and a commit must not stall that long;
  *  - the wait for the async worker releases gmem.lock; the worker takes
  *    it only to pick a discard and frees without it;
  *  - memory_region_unref() of a request's pieces, which can finalise an
@@ -88,8 +92,7 @@
  * gmem.lease_lock is taken alone by lease takers (inside RCU read
  * sections, with or without the BQL), which never wait under it. No
  * cycle: the commit waits for gmem.lock holding the outer locks, and a
- * holder of gmem.lock waits for nothing outer, only for the kernel and
- * for bounded lease ends.
+ * holder of gmem.lock waits for nothing outer, only for the kernel.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -143,6 +146,18 @@ typedef struct KvmGmemPiece {
     uint64_t size;
 } KvmGmemPiece;
 
+/*
+ * A range new host I/O leases stop short of, and whose request put it up:
+ * a conversion fences what it changes while it changes it, and a
+ * conversion to private fences what it waits for while it waits.
+ */
+typedef struct KvmGmemFenced {
+    const void *owner;
+    RAMBlock *rb;
+    uint64_t offset;            /* in rb */
+    uint64_t size;
+} KvmGmemFenced;
+
 /* Who converts, which decides two steps. */
 typedef enum KvmGmemConvertMode {
     GMEM_CONVERT_REQUEST,       /* guest or operator: all the rules */
@@ -178,7 +193,7 @@ static struct {
     QemuMutex lease_lock;
     QemuCond lease_cond;        /* a lease ended or a fence was lifted */
     KvmGmemLeases leases;
-    GArray *fence;              /* KvmGmemPiece changing state, or NULL */
+    GArray *fences;             /* KvmGmemFenced */
     uint64_t lease_waits;
 } gmem;
 
@@ -191,6 +206,7 @@ static void __attribute__((constructor)) kvm_gmem_init_lock(void)
     kvm_gmem_discard_init(&gmem.lock, &gmem.stats);
     qemu_mutex_init(&gmem.lease_lock);
     qemu_cond_init(&gmem.lease_cond);
+    gmem.fences = g_array_new(false, false, sizeof(KvmGmemFenced));
     kvm_gmem_leases_init(&gmem.leases);
 }
 
@@ -450,6 +466,17 @@ static void gmem_reset(void *opaque)
     }
 }
 
+/* The fences of a request waiting for leases on @rb, which goes away. */
+static void gmem_fence_forget_block(RAMBlock *rb)
+{
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    for (guint i = 0; i < gmem.fences->len; i++) {
+        if (g_array_index(gmem.fences, KvmGmemFenced, i).rb == rb) {
+            g_array_remove_index_fast(gmem.fences, i--);
+        }
+    }
+}
+
 /* A RAMBlock goes away (hot-unplug): forget it and its pending work. */
 static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
                                    size_t size, size_t max_size)
@@ -461,6 +488,7 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
         if (b->rb->host == host) {
             kvm_gmem_discard_forget_block(b->rb);
             gmem_unsettled_forget(0, 0, b->rb);
+            gmem_fence_forget_block(b->rb);
             QLIST_REMOVE(b, next);
             g_free(b);
         }
@@ -768,13 +796,36 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
     return r;
 }
 
-static bool gmem_pieces_leased(GArray *pieces)
+/* Fence @pieces for @owner. Under gmem.lease_lock. */
+static void gmem_fence_add(const void *owner, GArray *pieces)
 {
     for (guint i = 0; i < pieces->len; i++) {
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+        KvmGmemFenced f = { owner, p->rb, p->offset, p->size };
 
-        if (kvm_gmem_leases_overlap(&gmem.leases, p->rb, p->offset,
-                                    p->size)) {
+        g_array_append_val(gmem.fences, f);
+    }
+}
+
+/* Lift @owner's fences. Under gmem.lease_lock. */
+static void gmem_fence_drop(const void *owner)
+{
+    for (guint i = 0; i < gmem.fences->len; i++) {
+        if (g_array_index(gmem.fences, KvmGmemFenced, i).owner == owner) {
+            g_array_remove_index_fast(gmem.fences, i--);
+        }
+    }
+}
+
+/* Host I/O holds a lease on a range @owner fenced. */
+static bool gmem_fence_leased(const void *owner)
+{
+    for (guint i = 0; i < gmem.fences->len; i++) {
+        KvmGmemFenced *f = &g_array_index(gmem.fences, KvmGmemFenced, i);
+
+        if (f->owner == owner &&
+            kvm_gmem_leases_overlap(&gmem.leases, f->rb, f->offset,
+                                    f->size)) {
             return true;
         }
     }
@@ -782,46 +833,67 @@ static bool gmem_pieces_leased(GArray *pieces)
 }
 
 /*
- * Before @pieces change state: fence them against new leases and, if they
- * go private, wait at most lease_timeout_ms for the leases on them to
- * end. On success the fence stays up until gmem_unfence().
+ * Before @pieces change state: fence them against new leases for @owner.
+ * If they go private and host I/O holds leases on them, the request
+ * waits for those to end, until *@deadline (ms, set at its first wait,
+ * lease_timeout_ms on): *@wait is set, and the fence stays up for the
+ * wait, which gmem_lease_wait() does without gmem.lock. Otherwise the
+ * fence stays up until gmem_unfence(), or, with "leased", is lifted.
  */
-static KvmGmemReject gmem_fence(GArray *pieces, bool to_private)
+static KvmGmemReject gmem_fence(const void *owner, GArray *pieces,
+                                bool to_private, int64_t *deadline,
+                                bool *wait)
 {
-    const uint32_t timeout_ms = kvm_gmem_config.lease_timeout_ms;
-    int64_t start = 0;          /* read only if there is a wait */
-    int64_t waited = -1;
+    int64_t now;
 
+    *wait = false;
     QEMU_LOCK_GUARD(&gmem.lease_lock);
-    gmem.fence = pieces;
-    while (to_private && gmem_pieces_leased(pieces)) {
-        if (waited < 0) {
-            start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-        }
-        waited = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start;
-        if (waited >= timeout_ms) {
-            gmem.lease_waits++;
-            gmem.fence = NULL;
-            trace_kvm_gmem_lease_wait("leased", waited);
-            return KVM_GMEM_REJECT_LEASED;
-        }
-        /* The wait takes an int: a long timeout waits in several parts. */
-        qemu_cond_timedwait(&gmem.lease_cond, &gmem.lease_lock,
-                            MIN(timeout_ms - waited, INT_MAX));
+    gmem_fence_drop(owner);
+    gmem_fence_add(owner, pieces);
+    if (!to_private || !gmem_fence_leased(owner)) {
+        return KVM_GMEM_OK;
     }
-    if (waited >= 0) {
-        gmem.lease_waits++;
-        trace_kvm_gmem_lease_wait("ok",
-                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) -
-                                  start);
+    now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    if (*deadline < 0) {
+        *deadline = now + kvm_gmem_config.lease_timeout_ms;
     }
+    if (now >= *deadline) {
+        gmem_fence_drop(owner);
+        return KVM_GMEM_REJECT_LEASED;
+    }
+    *wait = true;
     return KVM_GMEM_OK;
 }
 
-static void gmem_unfence(void)
+/*
+ * Wait until the leases on @owner's fences end, or @deadline: with
+ * gmem.lock released, so that a memory commit, a query or reset does not
+ * wait as long, and neither does the I/O that would end the leases if it
+ * needs one of those (issue 24, defect 2). The caller looks at the state
+ * again.
+ */
+static void gmem_lease_wait(const void *owner, int64_t deadline)
+{
+    qemu_mutex_unlock(&gmem.lock);
+    WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
+        while (gmem_fence_leased(owner)) {
+            int64_t left = deadline - qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+            if (left <= 0) {
+                break;
+            }
+            /* The wait takes an int: a long one waits in several parts. */
+            qemu_cond_timedwait(&gmem.lease_cond, &gmem.lease_lock,
+                                MIN(left, INT_MAX));
+        }
+    }
+    qemu_mutex_lock(&gmem.lock);
+}
+
+static void gmem_unfence(const void *owner)
 {
     QEMU_LOCK_GUARD(&gmem.lease_lock);
-    gmem.fence = NULL;
+    gmem_fence_drop(owner);
 }
 
 /*
@@ -836,12 +908,12 @@ static uint64_t gmem_leasable(RAMBlock *rb, uint64_t offset, uint64_t size)
     uint64_t end = offset + size;
     unsigned long first = offset / bs, last, bit;
 
-    for (guint i = 0; gmem.fence && i < gmem.fence->len; i++) {
-        KvmGmemPiece *p = &g_array_index(gmem.fence, KvmGmemPiece, i);
+    for (guint i = 0; i < gmem.fences->len; i++) {
+        KvmGmemFenced *f = &g_array_index(gmem.fences, KvmGmemFenced, i);
 
-        if (p->rb == rb && ranges_overlap(p->offset, p->size, offset,
+        if (f->rb == rb && ranges_overlap(f->offset, f->size, offset,
                                           end - offset)) {
-            end = MAX(p->offset, offset);
+            end = MAX(f->offset, offset);
         }
     }
     last = MIN(DIV_ROUND_UP(end, bs), attr->bitmap_size);
@@ -907,14 +979,17 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
                                          KvmGmemConvertMode mode)
 {
     GArray *pieces = gmem.pieces;
+    int64_t deadline = -1;      /* of the lease wait, once there is one */
+    bool wait;
     KvmGmemReject r;
 
     /*
-     * A discard the async worker is doing without gmem.lock in the range
-     * is waited for first, with the lock released and nothing of this
-     * request kept (the pieces array is shared, another request may run
-     * meanwhile); then everything is looked at again. From there on the
-     * lock is held to the end: the worker takes no discard without it.
+     * Two waits release the lock: for a discard the async worker is doing
+     * without gmem.lock in the range, and for host I/O leases on a range
+     * going private. Nothing of this request is kept meanwhile but its
+     * fence (the pieces array is shared, another request may run), and
+     * everything is looked at again after. From there on the lock is held
+     * to the end: the worker takes no discard without it.
      */
     for (;;) {
         r = kvm_gmem_check_range(gpa, size, qemu_real_host_page_size());
@@ -926,18 +1001,31 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
         if (!r) {
             r = gmem_collect(gpa, size, to_private, pieces);
         }
-        if (r || !gmem_pieces_in_flight(pieces)) {
+        if (!r && gmem_pieces_in_flight(pieces)) {
+            gmem_unref_pieces(pieces);
+            kvm_gmem_discard_wait_for_worker();
+            continue;
+        }
+        if (!r) {
+            r = gmem_fence(&deadline, pieces, to_private, &deadline, &wait);
+        }
+        if (r || !wait) {
             break;
         }
         gmem_unref_pieces(pieces);
-        kvm_gmem_discard_wait_for_worker();
+        gmem_lease_wait(&deadline, deadline);
     }
     if (!r) {
-        r = gmem_fence(pieces, to_private);
-        if (!r) {
-            r = gmem_convert_pieces(pieces, to_private, mode);
-            gmem_unfence();
+        r = gmem_convert_pieces(pieces, to_private, mode);
+    }
+    gmem_unfence(&deadline);
+    if (deadline >= 0) {
+        WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
+            gmem.lease_waits++;
         }
+        trace_kvm_gmem_lease_wait(kvm_gmem_reject_name(r),
+                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) -
+                                  deadline + kvm_gmem_config.lease_timeout_ms);
     }
     gmem_unref_pieces(pieces);
     return r;
