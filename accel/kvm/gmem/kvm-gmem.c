@@ -729,18 +729,18 @@ static void gmem_collect_runs(GArray *pieces, bool to_private, GArray *runs)
 }
 
 /*
- * Convert @pieces, validated and fenced: every run changes, or, if one
- * cannot, the runs changed before it change back. Stale copies are freed
- * only once every run has changed, so that undoing loses no data.
+ * Convert the @runs of @pieces, validated and fenced: every run changes,
+ * or, if one cannot, the runs changed before it change back. Stale copies
+ * are freed only once every run has changed, so that undoing loses no
+ * data.
  */
-static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
+static KvmGmemReject gmem_convert_pieces(GArray *pieces, GArray *runs,
+                                         bool to_private,
                                          KvmGmemConvertMode mode)
 {
-    GArray *runs = gmem.runs;
     KvmGmemReject r = KVM_GMEM_OK;
     guint i, counted = G_MAXUINT;
 
-    gmem_collect_runs(pieces, to_private, runs);
     for (i = 0; i < runs->len; i++) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
         KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
@@ -796,12 +796,19 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, bool to_private,
     return r;
 }
 
-/* Fence @pieces for @owner. Under gmem.lease_lock. */
-static void gmem_fence_add(const void *owner, GArray *pieces)
+/*
+ * Fence the @runs of @pieces for @owner, and only those: the pages of a
+ * request already in the target state do not change, and host I/O may go
+ * on using them (issue 24, defect 7). Under gmem.lease_lock.
+ */
+static void gmem_fence_add(const void *owner, GArray *pieces, GArray *runs)
 {
-    for (guint i = 0; i < pieces->len; i++) {
-        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
-        KvmGmemFenced f = { owner, p->rb, p->offset, p->size };
+    for (guint i = 0; i < runs->len; i++) {
+        KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
+        KvmGmemFenced f = {
+            owner, g_array_index(pieces, KvmGmemPiece, run->piece).rb,
+            run->offset, run->size,
+        };
 
         g_array_append_val(gmem.fences, f);
     }
@@ -833,23 +840,23 @@ static bool gmem_fence_leased(const void *owner)
 }
 
 /*
- * Before @pieces change state: fence them against new leases for @owner.
- * If they go private and host I/O holds leases on them, the request
- * waits for those to end, until *@deadline (ms, set at its first wait,
- * lease_timeout_ms on): *@wait is set, and the fence stays up for the
- * wait, which gmem_lease_wait() does without gmem.lock. Otherwise the
+ * Before the @runs of @pieces change state: fence them against new leases
+ * for @owner. If they go private and host I/O holds leases on them, the
+ * request waits for those to end, until *@deadline (ms, set at its first
+ * wait, lease_timeout_ms on): *@wait is set, and the fence stays up for
+ * the wait, which gmem_lease_wait() does without gmem.lock. Otherwise the
  * fence stays up until gmem_unfence(), or, with "leased", is lifted.
  */
 static KvmGmemReject gmem_fence(const void *owner, GArray *pieces,
-                                bool to_private, int64_t *deadline,
-                                bool *wait)
+                                GArray *runs, bool to_private,
+                                int64_t *deadline, bool *wait)
 {
     int64_t now;
 
     *wait = false;
     QEMU_LOCK_GUARD(&gmem.lease_lock);
     gmem_fence_drop(owner);
-    gmem_fence_add(owner, pieces);
+    gmem_fence_add(owner, pieces, runs);
     if (!to_private || !gmem_fence_leased(owner)) {
         return KVM_GMEM_OK;
     }
@@ -1007,7 +1014,9 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
             continue;
         }
         if (!r) {
-            r = gmem_fence(&deadline, pieces, to_private, &deadline, &wait);
+            gmem_collect_runs(pieces, to_private, gmem.runs);
+            r = gmem_fence(&deadline, pieces, gmem.runs, to_private,
+                           &deadline, &wait);
         }
         if (r || !wait) {
             break;
@@ -1016,7 +1025,7 @@ static KvmGmemReject gmem_convert_locked(uint64_t gpa, uint64_t size,
         gmem_lease_wait(&deadline, deadline);
     }
     if (!r) {
-        r = gmem_convert_pieces(pieces, to_private, mode);
+        r = gmem_convert_pieces(pieces, gmem.runs, to_private, mode);
     }
     gmem_unfence(&deadline);
     if (deadline >= 0) {

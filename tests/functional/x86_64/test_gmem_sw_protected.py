@@ -1719,5 +1719,24 @@ SwProtectedVm.test_lease_wait_releases_the_lock = \
     _test_lease_wait_releases_the_lock
 
 
+def _test_share_fences_only_what_changes(self):
+    # Issue 24, defect 7: vCPU 0 reads from virtio-blk into a shared page
+    # over and over while vCPU 1 makes the page before it private and
+    # then both pages shared. The request to shared fenced its whole
+    # range, the shared page under I/O too: a map of it while that
+    # request ran failed, virtio marked itself broken and the guest's
+    # read never completed. Now only the page that changes is fenced.
+    log = self.boot('smp_online,dma_beside_share cpus=%d reads=300'
+                    % RIG_VCPUS, smp=RIG_VCPUS, extra=slow_disk_args(1))
+    self.finish(log)
+    self.log.info('guest: %s', log.info('dma_beside_share'))
+    self.assertNotIn('bogus descriptor', self.vm.get_log())
+    self.assertEqual(log.results().get('dma_beside_share'), ('PASS', ''))
+
+
+SwProtectedVm.test_share_fences_only_what_changes = \
+    _test_share_fences_only_what_changes
+
+
 if __name__ == '__main__':
     QemuSystemTest.main()
