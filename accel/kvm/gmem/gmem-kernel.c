@@ -5,7 +5,8 @@
  * EINTR and EAGAIN mean "nothing happened, try again" for each of these
  * calls (a signal, or a resource busy for a moment): they are retried a
  * few times. Anything else is the caller's to answer. An injected fault
- * fails a call before it reaches the kernel, so it changed nothing.
+ * fails a call before it reaches the kernel, so it changed nothing; it
+ * can be armed only with -accel kvm,x-guest-memfd-fault-injection=on.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -23,6 +24,7 @@
 #include "system/kvm_int.h"
 #include "system/ramblock.h"
 #include "gmem-kernel.h"
+#include "gmem-manager.h"
 #include "trace.h"
 
 /* Attempts of a call that keeps failing with EINTR or EAGAIN. */
@@ -77,6 +79,13 @@ void qmp_x_guest_memfd_inject_fault(GuestMemfdKernelCall call,
         [GUEST_MEMFD_FAULT_ERRNO_EFAULT] = EFAULT,
     };
 
+    /* A test tool: any QMP client could otherwise fail a VM's requests. */
+    if (!kvm_gmem_config.fault_injection) {
+        error_setg(errp, "x-guest-memfd-inject-fault is disabled: it is for "
+                   "tests, enable it with -accel "
+                   "kvm,x-guest-memfd-fault-injection=on");
+        return;
+    }
     QEMU_LOCK_GUARD(&inject.lock);
     inject.call = call;
     inject.error = errnos[error];

@@ -18,6 +18,7 @@ typedef struct KvmGmemConfig {
     uint32_t lease_timeout_ms;
     bool hugetlb_discard;       /* free whole private huge pages */
     KvmMemslotZap memslot_zap;  /* memslot-zap.c */
+    bool fault_injection;       /* x-guest-memfd-inject-fault allowed */
 } KvmGmemConfig;
 
 extern KvmGmemConfig kvm_gmem_config;

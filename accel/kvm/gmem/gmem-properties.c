@@ -74,6 +74,18 @@ static void gmem_set_hugetlb_discard(Object *obj, bool value, Error **errp)
     }
 }
 
+static bool gmem_get_fault_injection(Object *obj, Error **errp)
+{
+    return kvm_gmem_config.fault_injection;
+}
+
+static void gmem_set_fault_injection(Object *obj, bool value, Error **errp)
+{
+    if (gmem_may_set(obj, errp)) {
+        kvm_gmem_config.fault_injection = value;
+    }
+}
+
 static int gmem_get_conversion(Object *obj, Error **errp)
 {
     return kvm_gmem_config.conversion;
@@ -158,6 +170,15 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "Milliseconds a conversion to private waits for host I/O (device "
         "DMA) on the range to finish before it answers the guest EAGAIN "
         "(default 100)");
+    object_class_property_add_bool(oc, "x-guest-memfd-fault-injection",
+                                   gmem_get_fault_injection,
+                                   gmem_set_fault_injection);
+    object_class_property_set_description(oc,
+        "x-guest-memfd-fault-injection",
+        "For tests only: let the QMP command x-guest-memfd-inject-fault "
+        "make the conversion manager's kernel calls fail (default off: "
+        "the command is refused, so no QMP client can make a running VM's "
+        "conversions fail)");
     object_class_property_add_enum(oc, "memslot-zap", "KvmMemslotZap",
                                    &KvmMemslotZap_lookup,
                                    gmem_get_memslot_zap,

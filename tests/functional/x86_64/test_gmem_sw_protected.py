@@ -840,7 +840,7 @@ class SwProtectedVm(RigGuestTest):
         # times. If KVM also refuses a change back, that run keeps the new
         # state and the record follows KVM (the sweep checks which).
         log = self.boot('hold,sweep_mark,hold checkpoints=1',
-                        extra=self.fault_trace())
+                        extra=self.fault_trace(), accel=FAULT_INJECTION)
         self.checkpoint(log, 'hold')
         base = 4 << 20
         for k in range(4):      # pages 0, 2, 4, 6 private: 4 shared runs
@@ -899,7 +899,7 @@ class SwProtectedVm(RigGuestTest):
         # A discard that fails leaves its stale copy queued; the copy is
         # freed before its side is live again, or the request is refused.
         log = self.boot('sweep_mark,hold checkpoints=1',
-                        extra=self.fault_trace())
+                        extra=self.fault_trace(), accel=FAULT_INJECTION)
         fields = self.checkpoint(log, 'sweep_mark')
         self.vm.cmd('inject-nmi')
         self.checkpoint(log, 'hold')
@@ -961,8 +961,8 @@ class SwProtectedVm(RigGuestTest):
         import random
 
         log = self.boot('convert_faults,sweep_mark,hold rounds=4000 '
-                        'checkpoints=1', accel=',guest-memfd-prefault=on',
-                        extra=self.fault_trace())
+                        'checkpoints=1', accel=',guest-memfd-prefault=on' +
+                        FAULT_INJECTION, extra=self.fault_trace())
         rng = random.Random(1)
         calls = ['set-attributes', 'discard-shared', 'discard-private',
                  'pre-fault']
@@ -1647,7 +1647,7 @@ def _test_slot_attribute_failure_is_retried(self):
     # record go on consistent.
     trace = os.path.join(self.workdir, 'trace.log')
     log = self.boot('hold,pam_convert,sweep_mark cpus=1 toggles=1 '
-                    'checkpoints=1', extra=(
+                    'checkpoints=1', accel=FAULT_INJECTION, extra=(
                         '-trace', 'kvm_gmem_fault_injected',
                         '-trace', 'kvm_gmem_slot_*', '-D', trace))
     self.checkpoint(log, 'hold')
@@ -1736,6 +1736,37 @@ def _test_share_fences_only_what_changes(self):
 
 SwProtectedVm.test_share_fences_only_what_changes = \
     _test_share_fences_only_what_changes
+
+
+# What a test that arms x-guest-memfd-inject-fault adds to -accel kvm
+# (issue 24, defect 9: the command is refused without it).
+FAULT_INJECTION = ',x-guest-memfd-fault-injection=on'
+
+
+def _test_fault_injection_needs_opt_in(self):
+    # Issue 24, defect 9: x-guest-memfd-inject-fault makes a running VM's
+    # conversions fail, so it is refused unless the operator started QEMU
+    # with -accel kvm,x-guest-memfd-fault-injection=on (off by default).
+    log = self.boot('hold checkpoints=1')
+    self.checkpoint(log, 'hold')
+    resp = self.vm.qmp('x-guest-memfd-inject-fault', call='set-attributes',
+                       error='enomem')
+    self.assertEqual(resp.get('error', {}).get('desc'),
+                     'x-guest-memfd-inject-fault is disabled: it is for '
+                     'tests, enable it with -accel '
+                     'kvm,x-guest-memfd-fault-injection=on')
+    # Nothing was armed: the next conversion goes through.
+    self.vm.cmd('guest-memfd-convert', gpa=4 << 20, size=4096, private=True)
+    props = {p['name']: p for p in self.vm.cmd('qom-list-properties',
+                                               typename='kvm-accel')}
+    self.assertIn('For tests only',
+                  props['x-guest-memfd-fault-injection']['description'])
+    self.vm.cmd('inject-nmi')
+    self.finish(log)
+
+
+SwProtectedVm.test_fault_injection_needs_opt_in = \
+    _test_fault_injection_needs_opt_in
 
 
 if __name__ == '__main__':
