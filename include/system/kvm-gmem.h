@@ -51,8 +51,11 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
 
 /*
  * KVM_EXIT_MEMORY_FAULT: the guest touched @gpa..+@size with the other
- * attribute. Returns 0, or < 0 when the access cannot be made to work,
- * which stops the VM (there is no way to answer the guest).
+ * attribute. Returns 0 when the guest may run again: converted, or
+ * refused for a reason that may pass, so that it faults again (for at
+ * most guest-memfd-fault-timeout ms). Returns < 0 when the access cannot
+ * be made to work, which stops the VM (there is no way to answer the
+ * guest), with an error naming the reason.
  */
 int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private);
 

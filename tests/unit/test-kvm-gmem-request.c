@@ -138,6 +138,73 @@ static void test_guest_answers(void)
     }
 }
 
+/* One memory fault at @now_ms: whether the guest runs again, and when. */
+static bool fault(KvmGmemFaultRetry *s, uint64_t gpa, KvmGmemReject r,
+                  int64_t now_ms, uint32_t limit_ms, uint32_t *delay_ms)
+{
+    return kvm_gmem_fault_retry(s, gpa, 4096, true, r, now_ms, limit_ms,
+                                delay_ms);
+}
+
+/*
+ * Issue 24, defect 6: a memory fault whose conversion is refused for a
+ * reason that may pass re-enters the guest, later each time, until the
+ * limit; then, and on any other refusal, the VM stops.
+ */
+static void test_fault_retry(void)
+{
+    static const uint32_t delays[] = { 0, 1, 2, 4, 8, 16, 32, 64, 64 };
+    KvmGmemFaultRetry s = { 0 };
+    uint32_t delay = 99;
+    int64_t t = 1000;
+
+    /* Converted: the guest runs on. */
+    g_assert_true(fault(&s, 0x1000, KVM_GMEM_OK, t, 10000, &delay));
+    g_assert_cmpuint(delay, ==, 0);
+    /* Leased or no memory: again and again, waiting longer each time. */
+    for (unsigned i = 0; i < ARRAY_SIZE(delays); i++) {
+        g_assert_true(fault(&s, 0x1000, i & 1 ? KVM_GMEM_REJECT_NO_MEMORY :
+                            KVM_GMEM_REJECT_LEASED, t + i * 100, 10000,
+                            &delay));
+        g_assert_cmpuint(delay, ==, delays[i]);
+        g_assert_cmpuint(s.refusals, ==, i + 1);
+    }
+    /* Until the limit after the first refusal: then it stops. */
+    g_assert_true(fault(&s, 0x1000, KVM_GMEM_REJECT_LEASED, t + 9999, 10000,
+                        &delay));
+    g_assert_false(fault(&s, 0x1000, KVM_GMEM_REJECT_LEASED, t + 10000,
+                         10000, &delay));
+    g_assert_cmpuint(s.refusals, ==, ARRAY_SIZE(delays) + 2);
+    g_assert_cmpint(s.first_ms, ==, t);
+    s.refusals = 0;                     /* the caller's part */
+
+    /* Another fault, or a success, starts the count again. */
+    t += 20000;
+    g_assert_true(fault(&s, 0x1000, KVM_GMEM_REJECT_LEASED, t, 1000, &delay));
+    g_assert_true(fault(&s, 0x1000, KVM_GMEM_REJECT_LEASED, t + 900, 1000,
+                        &delay));
+    g_assert_cmpuint(delay, ==, 1);
+    g_assert_true(fault(&s, 0x2000, KVM_GMEM_REJECT_LEASED, t + 950, 1000,
+                        &delay));
+    g_assert_cmpuint(delay, ==, 0);
+    g_assert_true(fault(&s, 0x2000, KVM_GMEM_REJECT_LEASED, t + 1900, 1000,
+                        &delay));
+    g_assert_true(fault(&s, 0x2000, KVM_GMEM_OK, t + 1950, 1000, &delay));
+    g_assert_true(fault(&s, 0x2000, KVM_GMEM_REJECT_LEASED, t + 2900, 1000,
+                        &delay));
+    g_assert_cmpuint(delay, ==, 0);
+
+    /* Refusals that will not pass stop at once, as does a limit of 0. */
+    for (int r = KVM_GMEM_REJECT_EMPTY; r < KVM_GMEM_REJECT__MAX; r++) {
+        KvmGmemFaultRetry fresh = { 0 };
+        bool passes = r == KVM_GMEM_REJECT_LEASED ||
+                      r == KVM_GMEM_REJECT_NO_MEMORY;
+
+        g_assert_true(fault(&fresh, 0x1000, r, t, 10000, &delay) == passes);
+        g_assert_false(fault(&fresh, 0x3000, r, t, 0, &delay));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -150,5 +217,6 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm-gmem/request/host-pages",
                     test_check_range_host_pages);
     g_test_add_func("/kvm-gmem/request/guest-answers", test_guest_answers);
+    g_test_add_func("/kvm-gmem/request/fault-retry", test_fault_retry);
     return g_test_run();
 }

@@ -16,6 +16,7 @@ typedef struct KvmGmemConfig {
     GuestMemfdDiscard discard;
     bool prefault;              /* map converted ranges before the guest */
     uint32_t lease_timeout_ms;
+    uint32_t fault_timeout_ms;  /* a memory fault's transient refusals */
     bool hugetlb_discard;       /* free whole private huge pages */
     KvmMemslotZap memslot_zap;  /* memslot-zap.c */
     bool fault_injection;       /* x-guest-memfd-inject-fault allowed */

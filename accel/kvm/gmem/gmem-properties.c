@@ -20,6 +20,7 @@
 
 KvmGmemConfig kvm_gmem_config = {
     .lease_timeout_ms = 100,
+    .fault_timeout_ms = 10000,
     .hugetlb_discard = true,
     .memslot_zap = KVM_MEMSLOT_ZAP_AUTO,
 };
@@ -59,6 +60,22 @@ static void gmem_set_lease_timeout(Object *obj, Visitor *v, const char *name,
 
     if (gmem_may_set(obj, errp) && visit_type_uint32(v, name, &value, errp)) {
         kvm_gmem_config.lease_timeout_ms = value;
+    }
+}
+
+static void gmem_get_fault_timeout(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    visit_type_uint32(v, name, &kvm_gmem_config.fault_timeout_ms, errp);
+}
+
+static void gmem_set_fault_timeout(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (gmem_may_set(obj, errp) && visit_type_uint32(v, name, &value, errp)) {
+        kvm_gmem_config.fault_timeout_ms = value;
     }
 }
 
@@ -170,6 +187,15 @@ void kvm_gmem_accel_class_init(ObjectClass *oc)
         "Milliseconds a conversion to private waits for host I/O (device "
         "DMA) on the range to finish before it answers the guest EAGAIN "
         "(default 100)");
+    object_class_property_add(oc, "guest-memfd-fault-timeout", "uint32",
+                              gmem_get_fault_timeout, gmem_set_fault_timeout,
+                              NULL, NULL);
+    object_class_property_set_description(oc, "guest-memfd-fault-timeout",
+        "Milliseconds a memory-fault exit whose conversion is refused for a "
+        "reason that may pass (host I/O on the range, no huge page in the "
+        "pool) is retried, the guest entered again to fault again, before "
+        "the VM stops with an internal error naming the reason (default "
+        "10000; 0 stops at once)");
     object_class_property_add_bool(oc, "x-guest-memfd-fault-injection",
                                    gmem_get_fault_injection,
                                    gmem_set_fault_injection);

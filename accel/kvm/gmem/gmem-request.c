@@ -57,6 +57,34 @@ int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject)
     }
 }
 
+bool kvm_gmem_fault_retry(KvmGmemFaultRetry *s, uint64_t gpa, uint64_t size,
+                          bool to_private, KvmGmemReject reject,
+                          int64_t now_ms, uint32_t limit_ms,
+                          uint32_t *delay_ms)
+{
+    bool same = s->refusals && s->gpa == gpa && s->size == size &&
+                s->to_private == to_private;
+
+    *delay_ms = 0;
+    if (reject == KVM_GMEM_OK) {
+        s->refusals = 0;
+        return true;
+    }
+    if (!same) {
+        *s = (KvmGmemFaultRetry) { gpa, size, to_private, 0, now_ms };
+    }
+    s->refusals++;
+    if (kvm_gmem_reject_to_guest(reject) != MAP_GPA_RANGE_EAGAIN ||
+        now_ms - s->first_ms >= limit_ms) {
+        return false;
+    }
+    if (s->refusals > 1) {
+        *delay_ms = MIN(1u << MIN(s->refusals - 2, 6),
+                        KVM_GMEM_FAULT_RETRY_MAX_DELAY_MS);
+    }
+    return true;
+}
+
 KvmGmemReject kvm_gmem_check_range(uint64_t gpa, uint64_t size,
                                    uint64_t page_size)
 {

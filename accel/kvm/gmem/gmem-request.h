@@ -55,4 +55,34 @@ int64_t kvm_gmem_reject_to_guest(KvmGmemReject reject);
 /* A stable lower-case name, for QMP, HMP and traces. */
 const char *kvm_gmem_reject_name(KvmGmemReject reject);
 
+/*
+ * A memory-fault exit (KVM_EXIT_MEMORY_FAULT) cannot be answered: KVM
+ * only enters the guest again, which faults again. So a conversion it
+ * asks for that is refused for a reason that may pass, one a hypercall
+ * answers EAGAIN (leased, no-memory), is retried that way, the vCPU
+ * sleeping before each re-entry a little longer than before (0, 1, 2, ...
+ * up to 64 ms), until @limit_ms after the first refusal of the same fault
+ * on that vCPU. Any other refusal, and one that lasts longer, stops the VM.
+ */
+typedef struct KvmGmemFaultRetry {
+    uint64_t gpa;
+    uint64_t size;
+    bool to_private;
+    uint32_t refusals;          /* of this fault in a row; 0: none */
+    int64_t first_ms;           /* when the first of them came */
+} KvmGmemFaultRetry;
+
+#define KVM_GMEM_FAULT_RETRY_MAX_DELAY_MS 64
+
+/*
+ * The memory fault [@gpa, @gpa + @size) to @to_private got @reject at
+ * @now_ms; @s is its vCPU's record. True: enter the guest again, after
+ * *@delay_ms. False: stop the VM; @s still says how often and since
+ * when the fault was refused, and the caller clears s->refusals.
+ */
+bool kvm_gmem_fault_retry(KvmGmemFaultRetry *s, uint64_t gpa, uint64_t size,
+                          bool to_private, KvmGmemReject reject,
+                          int64_t now_ms, uint32_t limit_ms,
+                          uint32_t *delay_ms);
+
 #endif

@@ -1141,19 +1141,43 @@ int64_t kvm_gmem_map_gpa_range(CPUState *cpu, uint64_t gpa, uint64_t npages,
 
 int kvm_gmem_memory_fault(uint64_t gpa, uint64_t size, bool to_private)
 {
+    /* A vCPU thread runs one vCPU: its fault, refused, comes back to it. */
+    static __thread KvmGmemFaultRetry retry;
+    uint32_t delay_ms;
     KvmGmemReject r;
+    int64_t now;
 
     if (kvm_gmem_legacy()) {
         return kvm_convert_memory(gpa, size, to_private);
     }
     r = kvm_gmem_convert_request(gpa, size, to_private, "memory-fault");
-    if (r) {
-        /* KVM would fault again forever; nothing to answer the guest. */
-        error_report("guest_memfd: memory fault at 0x%" PRIx64 " +0x%" PRIx64
-                     " cannot be made %s: %s", gpa, size,
-                     to_private ? "private" : "shared",
-                     kvm_gmem_reject_name(r));
-        return -EFAULT;
+    now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    /* Nothing to answer the guest: enter it again, or stop the VM. */
+    if (kvm_gmem_fault_retry(&retry, gpa, size, to_private, r, now,
+                             kvm_gmem_config.fault_timeout_ms, &delay_ms)) {
+        if (r) {
+            trace_kvm_gmem_fault_retry(gpa, size, kvm_gmem_reject_name(r),
+                                       retry.refusals, delay_ms);
+            /* Holding no lock: a pause waits for this at most. */
+            g_usleep(delay_ms * 1000);
+        }
+        return 0;
     }
-    return 0;
+    if (kvm_gmem_reject_to_guest(r) == kvm_gmem_reject_to_guest(
+            KVM_GMEM_REJECT_LEASED)) {
+        error_report("guest_memfd: memory fault at 0x%" PRIx64 " +0x%"
+                     PRIx64 " cannot be made %s: %s, still after %u "
+                     "attempts in %" PRId64 " ms (guest-memfd-fault-timeout);"
+                     " stopping the VM", gpa, size,
+                     to_private ? "private" : "shared",
+                     kvm_gmem_reject_name(r), retry.refusals,
+                     now - retry.first_ms);
+    } else {
+        error_report("guest_memfd: memory fault at 0x%" PRIx64 " +0x%"
+                     PRIx64 " cannot be made %s: %s; stopping the VM", gpa,
+                     size, to_private ? "private" : "shared",
+                     kvm_gmem_reject_name(r));
+    }
+    retry.refusals = 0;
+    return -EFAULT;
 }
