@@ -107,26 +107,35 @@ MemoryRegionSection kvm_gmem_lookup(hwaddr addr, uint64_t size)
     /* What lies from @addr on, to the end of its flat range. */
     last.valid = false;
     last.map_changes = qatomic_read(&gmem_map_changes);
-    s = memory_region_find(get_system_memory(), addr, UINT64_MAX - addr);
-    if (!s.mr) {
-        return s;
-    }
-    len = int128_get64(s.size);
-    last = (typeof(last)) {
-        .map_changes = last.map_changes,
-        .valid = len > 0,
-        .mr = s.mr,
-        .start = s.offset_within_address_space,
-        .end = s.offset_within_address_space + len,
-        .offset_within_region = s.offset_within_region,
-        .readonly = s.readonly,
-        .nonvolatile = s.nonvolatile,
-    };
-    /* The answer for [addr, addr + size): that, clipped, or nothing. */
-    skipped = s.offset_within_address_space - addr;
-    if (skipped >= size) {
-        memory_region_unref(s.mr);
-        return (MemoryRegionSection) { .mr = NULL };
+    /*
+     * One read section over the find and the unreference of what lies
+     * beyond the range: the flat view it was found in holds a reference
+     * until the section ends, so this one is never the last (callers
+     * hold gmem.lock, which finalising a region would take again).
+     */
+    WITH_RCU_READ_LOCK_GUARD() {
+        s = memory_region_find(get_system_memory(), addr,
+                               UINT64_MAX - addr);
+        if (!s.mr) {
+            return s;
+        }
+        len = int128_get64(s.size);
+        last = (typeof(last)) {
+            .map_changes = last.map_changes,
+            .valid = len > 0,
+            .mr = s.mr,
+            .start = s.offset_within_address_space,
+            .end = s.offset_within_address_space + len,
+            .offset_within_region = s.offset_within_region,
+            .readonly = s.readonly,
+            .nonvolatile = s.nonvolatile,
+        };
+        /* The answer for [addr, addr + size): that, clipped, or nothing. */
+        skipped = s.offset_within_address_space - addr;
+        if (skipped >= size) {
+            memory_region_unref(s.mr);
+            return (MemoryRegionSection) { .mr = NULL };
+        }
     }
     s.size = int128_make64(MIN(len, size - skipped));
     s.fv = NULL;

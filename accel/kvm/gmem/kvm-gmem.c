@@ -84,11 +84,13 @@
  *    gmem.lease_cond, bounded by lease-timeout) releases gmem.lock: the
  *    I/O may need the BQL to end, and a commit must not stall that long;
  *  - the wait for the async worker releases gmem.lock; the worker takes
- *    it only to pick a discard and frees without it;
- *  - memory_region_unref() of a request's pieces, which can finalise an
- *    unplugged region (issue 24, defect 4).
+ *    it only to pick a discard and frees without it.
  * Outside gmem.lock: KVM_PRE_FAULT_MEMORY through kvm_vcpu_ioctl(),
- * which may wait for an inhibit, holding nothing a commit needs.
+ * which may wait for an inhibit, holding nothing a commit needs; and
+ * memory_region_unref() of the regions a holder looked up, which it
+ * drops once it released the lock (gmem_unref_later_drop()): the last
+ * reference finalises an unplugged region, and the removal of its
+ * RAMBlock takes gmem.lock (issue 24, defect 4).
  * gmem.lease_lock is taken alone by lease takers (inside RCU read
  * sections, with or without the BQL), which never wait under it. No
  * cycle: the commit waits for gmem.lock holding the outer locks, and a
@@ -317,6 +319,47 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot, bool unsettled)
     return first;
 }
 
+/*
+ * Regions a holder of gmem.lock looked up, to unreference once it has
+ * released the lock: the last reference to an unplugged region finalises
+ * it, and gmem_ram_block_removed() then takes gmem.lock (issue 24,
+ * defect 4). Per thread, as holding the lock is.
+ */
+static __thread GPtrArray *gmem_unref_later;
+
+static void gmem_unref_later_add(MemoryRegion *mr)
+{
+    if (!gmem_unref_later) {
+        gmem_unref_later = g_ptr_array_new();
+    }
+    g_ptr_array_add(gmem_unref_later, mr);
+}
+
+/* Without gmem.lock: drop the references gmem_unref_later_add() kept. */
+static void gmem_unref_later_drop(void)
+{
+    for (guint i = 0; gmem_unref_later && i < gmem_unref_later->len; i++) {
+        memory_region_unref(g_ptr_array_index(gmem_unref_later, i));
+    }
+    if (gmem_unref_later) {
+        g_ptr_array_set_size(gmem_unref_later, 0);
+    }
+}
+
+static void gmem_unref_later_cleanup(char *unused)
+{
+    gmem_unref_later_drop();
+}
+
+/*
+ * Before a lock guard of gmem.lock, in a function that takes it: the
+ * references are dropped when the function returns, after the guard's
+ * unlock (cleanups run in reverse order of declaration).
+ */
+#define GMEM_UNREF_AFTER_UNLOCK() \
+    char gmem_unref_after_unlock \
+        __attribute__((cleanup(gmem_unref_later_cleanup), unused))
+
 /* @u's GPAs still map its block at its offset (a memslot may lag). */
 static bool gmem_unsettled_mapped(const KvmGmemSlot *u)
 {
@@ -330,7 +373,7 @@ static bool gmem_unsettled_mapped(const KvmGmemSlot *u)
            s.offset_within_address_space == u->gpa &&
            s.offset_within_region == u->offset &&
            int128_get64(s.size) == u->size;
-    memory_region_unref(s.mr);
+    gmem_unref_later_add(s.mr);
     return same;
 }
 
@@ -416,6 +459,7 @@ static void gmem_reset(void *opaque)
                                     &address_space_memory),
                                 gmem_mapped_range, mapped);
     }
+    GMEM_UNREF_AFTER_UNLOCK();
     QEMU_LOCK_GUARD(&gmem.lock);
     for (guint i = 0; i < mapped->len; i++) {
         KvmGmemSlot *m = &g_array_index(mapped, KvmGmemSlot, i);
@@ -532,6 +576,7 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
     if (!slot.rb->attributes) {
         return;     /* in place, no private side: nothing to record */
     }
+    GMEM_UNREF_AFTER_UNLOCK();
     QEMU_LOCK_GUARD(&gmem.lock);
     if (!gmem.hooks_registered) {
         qemu_register_reset(gmem_reset, NULL);
@@ -603,13 +648,13 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
         start = s.offset_within_address_space;
         len = int128_get64(s.size);
         if (start > addr && to_private) {
-            memory_region_unref(s.mr);
+            gmem_unref_later_add(s.mr);
             return KVM_GMEM_REJECT_NOT_GMEM;       /* a hole first */
         }
         if (memory_region_has_guest_memfd(s.mr) &&
             !s.mr->ram_block->attributes) {
             /* In place: no private side, and shared for good. */
-            memory_region_unref(s.mr);
+            gmem_unref_later_add(s.mr);
             if (to_private) {
                 return KVM_GMEM_REJECT_NOT_GMEM;
             }
@@ -633,7 +678,7 @@ static KvmGmemReject gmem_collect(uint64_t gpa, uint64_t size,
                         !memory_region_is_rom(s.mr) &&
                         !memory_region_is_romd(s.mr);
 
-            memory_region_unref(s.mr);
+            gmem_unref_later_add(s.mr);
             if (to_private || !mmio) {
                 return KVM_GMEM_REJECT_NOT_GMEM;
             }
@@ -882,6 +927,7 @@ static KvmGmemReject gmem_fence(const void *owner, GArray *pieces,
 static void gmem_lease_wait(const void *owner, int64_t deadline)
 {
     qemu_mutex_unlock(&gmem.lock);
+    gmem_unref_later_drop();
     WITH_QEMU_LOCK_GUARD(&gmem.lease_lock) {
         while (gmem_fence_leased(owner)) {
             int64_t left = deadline - qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
@@ -959,11 +1005,14 @@ void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
     }
 }
 
-/* Drop the region references of collected @pieces, and the pieces. */
+/*
+ * The pieces go; their region references once gmem.lock is released
+ * (gmem_unref_later_drop()).
+ */
 static void gmem_unref_pieces(GArray *pieces)
 {
     for (guint i = 0; i < pieces->len; i++) {
-        memory_region_unref(g_array_index(pieces, KvmGmemPiece, i).mr);
+        gmem_unref_later_add(g_array_index(pieces, KvmGmemPiece, i).mr);
     }
     g_array_set_size(pieces, 0);
 }
@@ -1051,6 +1100,7 @@ static void gmem_account_locked(KvmGmemReject r, int64_t busy_ns)
 KvmGmemReject kvm_gmem_convert_request(uint64_t gpa, uint64_t size,
                                        bool to_private, const char *source)
 {
+    GMEM_UNREF_AFTER_UNLOCK();
     KvmGmemReject r;
 
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
@@ -1068,6 +1118,7 @@ KvmGmemReject kvm_gmem_convert_request(uint64_t gpa, uint64_t size,
 int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
                             Error **errp)
 {
+    GMEM_UNREF_AFTER_UNLOCK();
     KvmGmemReject r;
 
     WITH_QEMU_LOCK_GUARD(&gmem.lock) {
@@ -1091,6 +1142,7 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
     const uint64_t bs = qemu_real_host_page_size();
     bool whole;
 
+    GMEM_UNREF_AFTER_UNLOCK();
     QEMU_LOCK_GUARD(&gmem.lock);
     /* Else the launch command already refused this range: free nothing. */
     whole = !kvm_gmem_check_range(gpa, size, bs) &&
