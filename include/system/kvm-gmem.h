@@ -35,6 +35,15 @@ int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
                             Error **errp);
 
 /*
+ * Launch, before the plan is measured: every discard still pending over
+ * [@gpa, @gpa + @size) (guest-memfd-discard=async, or one that failed) is
+ * done now, so that the source the measurement reads is the one the
+ * launch command reads: the async worker cannot free it in between.
+ * Returns 0, or -1 with @errp set if one cannot be done.
+ */
+int kvm_gmem_launch_settle(uint64_t gpa, uint64_t size, Error **errp);
+
+/*
  * Launch is done: the shared copies of the private pages in
  * [@gpa, @gpa + @size), which served as launch sources, are stale; free
  * them with the discard policy.

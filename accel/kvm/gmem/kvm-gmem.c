@@ -1135,6 +1135,40 @@ int kvm_gmem_launch_private(uint64_t gpa, uint64_t size, bool keep_shared,
     return 0;
 }
 
+int kvm_gmem_launch_settle(uint64_t gpa, uint64_t size, Error **errp)
+{
+    GMEM_UNREF_AFTER_UNLOCK();
+    GArray *pieces = gmem.pieces;
+    bool settled = true;
+
+    QEMU_LOCK_GUARD(&gmem.lock);
+    for (;;) {
+        /* Else the launch command refuses the range; nothing to settle. */
+        if (kvm_gmem_check_range(gpa, size, qemu_real_host_page_size()) ||
+            gmem_collect(gpa, size, true, pieces)) {
+            gmem_unref_pieces(pieces);
+            return 0;
+        }
+        if (!gmem_pieces_in_flight(pieces)) {
+            break;
+        }
+        gmem_unref_pieces(pieces);
+        kvm_gmem_discard_wait_for_worker();
+    }
+    for (guint i = 0; i < pieces->len; i++) {
+        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, i);
+
+        settled &= kvm_gmem_flush_overlapping(p->rb, p->offset, p->size);
+    }
+    gmem_unref_pieces(pieces);
+    if (!settled) {
+        error_setg(errp, "launch memory 0x%" PRIx64 " +0x%" PRIx64 ": a "
+                   "pending discard over it cannot be done", gpa, size);
+        return -1;
+    }
+    return 0;
+}
+
 void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,

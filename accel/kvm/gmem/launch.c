@@ -78,6 +78,27 @@ static bool launch_plan_check_guest_ram(const LaunchPlan *plan, Error **errp)
     return true;
 }
 
+/*
+ * Before the plan is measured: the discards still pending over its
+ * memory operations' ranges are done (issue 24, defect 8). One over a
+ * source, queued by a conversion before the launch, would otherwise free
+ * it from the async worker between the hash and the launch command, and
+ * the measurement would cover pages never populated. Done first, the
+ * source reads what the command will read, as with discard=sync.
+ */
+static bool launch_plan_settle_sources(const LaunchPlan *plan, Error **errp)
+{
+    for (unsigned i = 0; i < launch_plan_length(plan); i++) {
+        const LaunchOp *op = launch_plan_op(plan, i);
+
+        if (launch_op_is_memory(op) &&
+            kvm_gmem_launch_settle(op->gpa, op->size, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Run the build function and measure: the plan is then fixed. */
 static bool launch_plan_complete(LaunchPlanType type, Object *cgs,
                                  Error **errp)
@@ -90,7 +111,8 @@ static bool launch_plan_complete(LaunchPlanType type, Object *cgs,
         return false;
     }
     if (!lp.build[type](cgs, plan, errp) ||
-        !launch_plan_check_guest_ram(plan, errp)) {
+        !launch_plan_check_guest_ram(plan, errp) ||
+        (!lp.dry_run && !launch_plan_settle_sources(plan, errp))) {
         return false;
     }
     launch_plan_seal(plan);

@@ -1769,5 +1769,68 @@ SwProtectedVm.test_fault_injection_needs_opt_in = \
     _test_fault_injection_needs_opt_in
 
 
+def _test_launch_settles_pending_discards(self):
+    # Issue 24, defect 8: an SEV-SNP launch (on the launch stand-in, as
+    # test_gmem_launch_e2e.py runs it) with guest-memfd-discard=async,
+    # where the operator made a firmware page shared and private again
+    # before the first run: the discard of its shared copy, the launch
+    # source, is queued, and the stand-in holds the async worker's discard
+    # back 2 s. QEMU measured the source before that discard was done
+    # and SNP_LAUNCH_UPDATE read it after: query-launch-measurement
+    # reported a page never populated. Now the launch settles the pending
+    # discards over its sources first: the stand-in's measurement, taken
+    # from what the commands read, is QEMU's.
+    import functools
+    import test_gmem_launch_e2e as e2e
+
+    e2e_test = e2e.LaunchEndToEnd
+    self.fw_dir = os.environ.get('QEMU_GMEM_FIRMWARE_DIR')
+    if not self.fw_dir:
+        self.fail('QEMU_GMEM_FIRMWARE_DIR is not set: make check fetches '
+                  'Debian\'s ovmf-amdsev')
+    cache = os.environ.get('QEMU_GMEM_CACHE',
+                           os.path.expanduser('~/.cache/qemu-gmem'))
+    self.standin = os.environ.get(
+        'QEMU_GMEM_LAUNCH_STANDIN',
+        os.path.join(cache, 'launch-standin', 'launch-standin.so'))
+    self.launches = 0
+    self.marker = 'gmem-settle-%d' % os.getpid()
+    for name in ('fw', 'run_qemu', 'dry_run_info', 'host_cbitpos',
+                 'launch', 'measured'):
+        setattr(self, name, functools.partial(getattr(e2e_test, name), self))
+    self.report = e2e_test.report
+    args = ('-cpu', 'EPYC-v4', '-smp', '1')
+    ops = self.dry_run_info(e2e.SNP_FW, e2e.SNP_CGS % 51, *args)
+    dry = ops['measurement']
+    page = [o['gpa'] for o in ops['operations']
+            if o['command'] == 'snp-launch-update' and
+            o.get('page-type') == 'normal'][0]
+
+    def convert_source(vm, report):
+        vm.cmd('guest-memfd-convert', gpa=page, size=4096, private=False)
+        vm.cmd('guest-memfd-convert', gpa=page, size=4096, private=True)
+        time.sleep(0.2)         # the worker takes the discard, held back
+
+    vm, info, events = self.launch(
+        e2e.SNP_FW, e2e.SNP_CGS % self.host_cbitpos(), *args,
+        '-action', 'reboot=shutdown,shutdown=pause',
+        accel='kvm,guest-memfd-discard=async',
+        env={'GMEM_LAUNCH_STANDIN_DISCARD_DELAY_MS': '2000'},
+        before_cont=convert_source)
+    delayed = [e for e in events if e['event'] == 'discard-delayed']
+    self.log.info('page 0x%x; delayed discards: %s', page, delayed)
+    self.assertTrue(delayed, 'no discard of the async worker was held back')
+    self.assertEqual(self.measured(events)['measurement'],
+                     info['measurement'],
+                     'QEMU measured a source the command did not read')
+    # The page's shared copy was freed before the launch: not the dry run's.
+    self.assertNotEqual(info['measurement'], dry)
+    vm.shutdown()
+
+
+SwProtectedVm.test_launch_settles_pending_discards = \
+    _test_launch_settles_pending_discards
+
+
 if __name__ == '__main__':
     QemuSystemTest.main()
