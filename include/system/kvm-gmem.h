@@ -46,7 +46,9 @@ int kvm_gmem_launch_settle(uint64_t gpa, uint64_t size, Error **errp);
 /*
  * Launch is done: the shared copies of the private pages in
  * [@gpa, @gpa + @size), which served as launch sources, are stale; free
- * them with the discard policy.
+ * them with the discard policy, and the stale rest of every wholly
+ * private transparent huge page extent they lie in (else khugepaged
+ * collapses the extent again, the freed sources with it).
  */
 void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size);
 

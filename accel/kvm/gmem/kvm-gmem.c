@@ -1169,6 +1169,46 @@ int kvm_gmem_launch_settle(uint64_t gpa, uint64_t size, Error **errp)
     return 0;
 }
 
+/*
+ * The launch wrote sources into the shared side (the CPUID page, a kernel
+ * hashes page), and the first write into a transparent huge page extent
+ * of it faulted in the whole extent (QEMU asks for THP on guest RAM). The
+ * rest of that extent, private and stale, then stays resident, and
+ * khugepaged collapses an extent with any page present into a huge page
+ * again (max_ptes_none, 511 by default): the freed sources come back,
+ * zeroed, seconds later. Of the extents that overlap the sources
+ * [@offset, @offset + @size) of @rb, free the stale rest of every one
+ * that is private as a whole, so that none of its pages is left for
+ * khugepaged to collapse. A hugetlb shared side is freed in whole huge
+ * pages already (kvm_gmem_discard_huge()).
+ */
+static void gmem_launch_discard_thp_extents(RAMBlock *rb, uint64_t offset,
+                                            uint64_t size)
+{
+    const uint64_t bs = qemu_real_host_page_size();
+    /* RAM is aligned to it so that THP can back it. */
+    const unsigned long group = QEMU_VMALLOC_ALIGN / bs;
+    const unsigned long start = offset / bs, end = (offset + size) / bs;
+    RamBlockAttributes *attr = rb->attributes;
+    unsigned long bit = start, first, last;
+
+    if (group <= 1 || kvm_gmem_shared_side_huge(rb)) {
+        return;
+    }
+    while (kvm_gmem_next_private_groups(attr->bitmap, attr->bitmap_size,
+                                        &bit, end, group, &first, &last)) {
+        /* The sources themselves were freed by the caller. */
+        if (first < start) {
+            kvm_gmem_discard(rb, first * bs, (MIN(last, start) - first) * bs,
+                             false, false);
+        }
+        if (last > end) {
+            kvm_gmem_discard(rb, MAX(first, end) * bs,
+                             (last - MAX(first, end)) * bs, false, false);
+        }
+    }
+}
+
 void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
 {
     g_autoptr(GArray) pieces = g_array_new(false, false,
@@ -1191,6 +1231,9 @@ void kvm_gmem_launch_discard_shared(uint64_t gpa, uint64_t size)
                                           end, false, &first, &last)) {
             kvm_gmem_discard(p->rb, first * bs, (last - first) * bs, false,
                              false);
+        }
+        if (whole) {
+            gmem_launch_discard_thp_extents(p->rb, p->offset, p->size);
         }
     }
     gmem_unref_pieces(pieces);
