@@ -87,22 +87,22 @@ rm -f "$bld/meson-logs/testlog.json"
 # shellcheck disable=SC2086
 meson test -C "$bld" --print-errorlogs --num-processes 1 $tests
 status=$?
-# The whole suite also runs the fuzz harnesses briefly (make fuzz: long).
-fuzz_tap=$cache/fuzz-check.tap
-rm -f "$fuzz_tap"
-if [ "$filter" = gmem ]; then
-    echo "check: fuzz harnesses, ${FUZZ_CHECK_TIME:-5} s each"
-    FUZZ_TIME=${FUZZ_CHECK_TIME:-5} "$repo/build-aux/fuzz.sh" --tap |
-        tee "$fuzz_tap" | grep -v '^ok\|^not ok\|^1\.\.'
-fi
-# The conversion manager under ThreadSanitizer, briefly (make tsan: long).
-tsan_tap=$cache/tsan-check.tap
-rm -f "$tsan_tap"
-if [ "$filter" = gmem ]; then
-    echo "check: TSan harness, ${TSAN_CHECK_TIME:-15} s"
-    TSAN_TIME=${TSAN_CHECK_TIME:-15} "$repo/build-aux/tsan.sh" --tap |
-        tee "$tsan_tap" | grep -v '^ok\|^not ok\|^1\.\.'
-fi
+# tap_tier NAME WHAT CMD...: in the whole suite, run CMD (a TAP producer)
+# into $cache/NAME-check.tap, showing what is not a result line.
+tap_tier() {
+    tap=$cache/$1-check.tap
+    rm -f "$tap"
+    [ "$filter" = gmem ] || return 0
+    echo "check: $2"
+    shift 2
+    "$@" | tee "$tap" | grep -v '^ok\|^not ok\|^1\.\.'
+}
+# The fuzz harnesses and the TSan harness, briefly (make fuzz, make tsan:
+# long).
+tap_tier fuzz "fuzz harnesses, ${FUZZ_CHECK_TIME:-5} s each" \
+    env FUZZ_TIME="${FUZZ_CHECK_TIME:-5}" "$repo/build-aux/fuzz.sh" --tap
+tap_tier tsan "TSan harness, ${TSAN_CHECK_TIME:-15} s" \
+    env TSAN_TIME="${TSAN_CHECK_TIME:-15}" "$repo/build-aux/tsan.sh" --tap
 # And upstream's own suites, a bounded part (make check-upstream: all).
 upstream_tap=$cache/upstream-check.tap
 rm -f "$upstream_tap"
@@ -119,7 +119,8 @@ if [ "$filter" = gmem ]; then
 fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
-        fuzz="$fuzz_tap" tsan="$tsan_tap" upstream="$upstream_tap" \
+        fuzz="$cache/fuzz-check.tap" tsan="$cache/tsan-check.tap" \
+        upstream="$upstream_tap" \
         libvirt="$libvirt_tap" ||
         status=1
 else

@@ -30,24 +30,8 @@ libs="$(pkg-config --libs glib-2.0)"
 
 # The conversion manager is compiled as QEMU compiles it: its include
 # paths and defines, read from the build's compile_commands.json.
-manager_flags=$(python3 - "$bld/compile_commands.json" <<'PY'
-import json, shlex, sys
-for c in json.load(open(sys.argv[1])):
-    if c['file'].endswith('accel/kvm/gmem/kvm-gmem.c'):
-        args = shlex.split(c['command'])
-        keep, skip = [], False
-        for a in args:
-            if skip:
-                keep.append(a)
-                skip = False
-            elif a in ('-isystem', '-iquote'):
-                keep.append(a)
-                skip = True
-            elif a.startswith(('-I', '-D', '-isystem')):
-                keep.append(a)
-        print(' '.join(shlex.quote(a) for a in keep))
-PY
-)
+manager_flags=$("$repo/build-aux/compile-flags.py" "$bld/compile_commands.json" \
+                accel/kvm/gmem/kvm-gmem.c)
 
 # harness: the gmem files it tests (+ libqemuutil for error and memalign;
 # +target: compiled with the manager's flags, in the build directory)

@@ -69,26 +69,7 @@ esac
 # Each file is compiled with QEMU's own include paths and defines for
 # it, read from the build's compile_commands.json.
 flags_of() {
-    python3 - "$bld/compile_commands.json" "$1" <<'PY'
-import json, shlex, sys
-for c in json.load(open(sys.argv[1])):
-    if c['file'].endswith(sys.argv[2]):
-        args = shlex.split(c['command'])
-        keep, skip = [], False
-        for a in args:
-            if skip:
-                keep.append(a)
-                skip = False
-            elif a in ('-isystem', '-iquote'):
-                keep.append(a)
-                skip = True
-            elif a.startswith(('-I', '-D', '-isystem')):
-                keep.append(a)
-        print(' '.join(shlex.quote(a) for a in keep))
-        break
-else:
-    sys.exit('%s: not in compile_commands.json' % sys.argv[2])
-PY
+    "$repo/build-aux/compile-flags.py" "$bld/compile_commands.json" "$1"
 }
 cflags="-g -O1 -fsanitize=thread -fno-omit-frame-pointer -std=gnu11
  -D_GNU_SOURCE -Wno-unused-command-line-argument"
