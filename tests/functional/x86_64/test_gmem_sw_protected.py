@@ -973,7 +973,7 @@ class SwProtectedVm(RigGuestTest):
             with open(self.debugcon, 'rb') as f:
                 return b'gmem-test: convert_faults:' in f.read()
 
-        while not guest_done() or sent < STORM_HOST_REQUESTS:
+        while not guest_done():
             self.vm.cmd('x-guest-memfd-inject-fault',
                         call=calls[armed % 4], error=rng.choice(errors),
                         skip=rng.randrange(4))
