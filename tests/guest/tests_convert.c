@@ -587,9 +587,12 @@ GUEST_TEST_EXPLICIT(convert_sweep, "random conversions in a 4 MiB window, "
  * otherwise. private= is how many pages the guest left private, for the
  * host's sweep.
  */
+/* Set by an NMI (main.c); rounds=0 runs until the host sends one. */
+extern volatile uint8_t nmi_seen;
+
 GUEST_TEST_EXPLICIT(convert_faults, "random conversions in a 1 MiB window "
                     "that tolerate refused requests and check each page's "
-                    "data after every request (rounds=)")
+                    "data after every request (rounds=, 0: until an NMI)")
 {
     enum { FAULT_PAGES = 256 };
     static uint8_t is_private[FAULT_PAGES];
@@ -608,7 +611,8 @@ GUEST_TEST_EXPLICIT(convert_faults, "random conversions in a 1 MiB window "
         last[p] = cpu_word(base + p * 4096, 0, 0);
         write_word(base + p * 4096, last[p]);
     }
-    for (uint64_t i = 1; i <= rounds; i++) {
+    nmi_seen = 0;
+    for (uint64_t i = 1; rounds ? i <= rounds : !nmi_seen; i++) {
         uint64_t first, n;
         bool to_private;
         long ret = convert_random_run(base, FAULT_PAGES, &rng, &first, &n,
@@ -640,11 +644,14 @@ GUEST_TEST_EXPLICIT(convert_faults, "random conversions in a 1 MiB window "
             write_word(a, last[p]);
         }
     }
+    if (!rounds) {
+        nmi_seen = 0;       /* that NMI ended the rounds, not a checkpoint */
+    }
     for (uint64_t p = 0; p < FAULT_PAGES; p++) {
         nprivate += is_private[p];
     }
-    test_info("gpa=0x%lx size=0x%lx rounds=%lu refused=%lu private=%lu "
-              "data_errors=%lu", base, size, rounds, refused, nprivate, bad);
+    test_info("gpa=0x%lx size=0x%lx refused=%lu private=%lu data_errors=%lu",
+              base, size, refused, nprivate, bad);
     if (bad) {
         return test_fail("%lu pages held the wrong data (first after a "
                          "request answered %ld)", bad, first_bad_ret);
