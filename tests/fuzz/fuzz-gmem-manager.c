@@ -37,6 +37,7 @@
 #include "qapi/error.h"
 #include "qemu/bitmap.h"
 #include "qemu/error-report.h"
+#include "qemu/rcu.h"
 #include "qemu/timer.h"
 #include "exec/ramlist.h"
 #include "system/address-spaces.h"
@@ -116,10 +117,27 @@ MemoryRegion *get_system_memory(void)
     return &system_mr;
 }
 
+static Block *finalise_on_unref;    /* issue 24, defect 4 */
+static void finalise(Block *b);
+
 void memory_region_unref(MemoryRegion *mr)
 {
     assert(mr_refs > 0);
     mr_refs--;
+    /*
+     * The block was unplugged and its backend object-del'ed while a
+     * request held this reference: it is the last, and QEMU finalises
+     * the region now, on this thread, freeing its RAMBlock. Not inside
+     * an RCU read section: the flat view the region was found in holds
+     * a reference until that ends.
+     */
+    if (finalise_on_unref && mr == &finalise_on_unref->mr &&
+        !get_ptr_rcu_reader()->depth) {
+        Block *b = finalise_on_unref;
+
+        finalise_on_unref = NULL;
+        finalise(b);
+    }
 }
 
 void memory_region_ref(MemoryRegion *mr)
@@ -493,7 +511,11 @@ static void request(unsigned kind, uint64_t a, uint64_t b, uint64_t c)
         bool after[2][BLOCK_PAGES];
 
         snapshot(after);
-        assert(!memcmp(before, after, sizeof(before)));
+        for (int i = 0; i < 2; i++) {
+            /* Unless the request's last reference finalised the block. */
+            assert(!blocks[i].live ||
+                   !memcmp(before[i], after[i], sizeof(before[i])));
+        }
     }
     for (int i = 0; i < 2; i++) {
         if (blocks[i].live) {
@@ -581,6 +603,23 @@ static void unplug(uint64_t a)
                               BITS_TO_LONGS(BLOCK_PAGES) * sizeof(long));
 }
 
+static void finalise(Block *b)
+{
+    /* A DMA mapping holds a reference too: its leases ended before. */
+    for (unsigned i = 0; i < nheld; i++) {
+        if (held[i].rb == &b->rb) {
+            kvm_gmem_lease_drop(held[i].rb, held[i].offset);
+            held[i--] = held[--nheld];
+        }
+    }
+    b->gpa = UINT64_MAX;
+    map_changed();
+    ram_notifier->ram_block_removed(ram_notifier, b->host,
+                                    BLOCK_PAGES * PAGE, BLOCK_PAGES * PAGE);
+    b->live = false;
+    ASAN_POISON_MEMORY_REGION(&b->rb, sizeof(b->rb));
+}
+
 static void setup(void)
 {
     static unsigned long bitmaps[2][BITS_TO_LONGS(BLOCK_PAGES)];
@@ -588,6 +627,7 @@ static void setup(void)
     memset(kvm_private, 0, sizeof(kvm_private));
     kvm_private_beyond = 0;
     mr_refs = 0;
+    finalise_on_unref = NULL;
     memset(&fail, 0, sizeof(fail));
     mmio_mr = (MemoryRegion) { 0 };
     for (int i = 0; i < 2; i++) {
@@ -677,6 +717,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 12:
             unplug(a);
+            break;
+        case 14:
+            /*
+             * Block a is unplugged and its backend deleted while the
+             * manager holds a reference to its region: the next one it
+             * drops is the last, and finalises it (a DMA mapping holds a
+             * reference too, so the leases on it end first).
+             */
+            if (blocks[a & 1].live && ram_notifier) {
+                finalise_on_unref = &blocks[a & 1];
+            }
             break;
         case 13:
             if (reset_handler) {
