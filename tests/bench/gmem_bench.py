@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 
+from gmem_scale import scale_rows
 from qemu.machine import QEMUMachine
 from qemu_test.gmem_guest import (EXIT_PASSED, GuestLog, guest_args,
                                   meminfo, parse_fields, parse_ranges,
@@ -511,6 +512,8 @@ def main():
                     sys.stdout.flush()
             finally:
                 set_hugetlb_pool(0)
+        # Rows 11-13: guests of 1 to 64 GiB (tests/bench/gmem_scale.py).
+        scale_rows(want, qemu, kernel, tmp, results)
     save_results(results)
     print()
     print('bare: KVM_SET_MEMORY_ATTRIBUTES plus discarding the stale side, '

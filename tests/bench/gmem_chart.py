@@ -2,7 +2,8 @@
 #
 # make bench's chart: conversions per second against chunk size (bare,
 # legacy, manager, manager-async) and against vCPUs (the scaling row),
-# from the JSON gmem_bench.py saves, drawn by gnuplot as one PNG.
+# and rows 11-13 against guest size (log-log), from the JSON
+# gmem_bench.py saves, drawn by gnuplot as one PNG.
 #
 #   gmem_chart.py RESULTS.json OUT.png
 #
@@ -29,6 +30,55 @@ def block(points):
     return ''.join('%s %s\n' % p for p in points) + 'e\n'
 
 
+# Rows 11-13 against guest size: (JSON row, series key, title, colour,
+# dash type); one panel per row.
+SCALE = (
+    ('scale-startup', 'start-up to the first guest line (s)', (
+        ('plain', 'plain VM (no guest_memfd)', '#555555', 1),
+        ('legacy', 'sw-protected, shared, legacy', '#d62728', 1),
+        ('manager', 'sw-protected, shared, manager', '#1f77b4', 1),
+        ('manager-private', 'sw-protected, private at start, manager',
+         '#1f77b4', 2))),
+    ('scale-accept', 'accept: seconds per GiB accepted', (
+        ('legacy-2MiB', 'legacy, 2 MiB steps', '#d62728', 1),
+        ('manager-2MiB', 'manager, 2 MiB steps', '#1f77b4', 1),
+        ('legacy-4KiB', 'legacy, 4 KiB steps', '#d62728', 2),
+        ('manager-4KiB', 'manager, 4 KiB steps', '#1f77b4', 2))),
+    ('scale-frag', 'fragmented 1 GiB: ms per operation (manager)', (
+        ('manager-frag-4k-us', 'one 4 KiB conversion', '#1f77b4', 1),
+        ('manager-frag-2m-over-us', 'one 2 MiB conversion over them',
+         '#2ca02c', 1),
+        ('manager-frag-query-ms', 'query-guest-memfd', '#9467bd', 1),
+        ('manager-frag-ranges-ms', 'query-guest-memfd ranges=true',
+         '#8c564b', 1),
+        ('manager-frag-slot-ms', 'memslot change (PAM0 twice)', '#ff7f0e',
+         1),
+        ('manager-frag-reset-ms', 'system_reset', '#d62728', 1),
+        ('manager-flat-reset-ms', 'system_reset, unfragmented', '#d62728',
+         2))),
+)
+
+
+def scale_panel(r, key, title, series_list):
+    plots, data = [], ''
+    for skey, stitle, colour, dt in series_list:
+        if skey not in r.get(key, {}):
+            continue
+        # Microseconds shown as ms, so one axis holds the panel.
+        k = 1e-3 if skey.endswith('-us') else 1
+        pts = sorted((int(g), v * k) for g, v in r[key][skey].items())
+        plots.append("'-' using 1:2 with linespoints lw 2 dt %d lc rgb '%s' "
+                     "title '%s'" % (dt, colour, stitle))
+        data += block(pts)
+    if not plots:
+        return []
+    return ['set title "%s"' % title, 'set logscale xy', 'unset xtics',
+            'set xtics ("1" 1, "4" 4, "16" 16, "64" 64)',
+            'set xlabel "guest RAM (GiB)"', 'set ylabel ""',
+            'set key top left font ",8"', 'set autoscale y',
+            'plot ' + ', '.join(plots), data.rstrip('\n')]
+
+
 def main(src, out):
     with open(src) as f:
         r = json.load(f)
@@ -45,12 +95,19 @@ def main(src, out):
             pts = sorted((int(c), v) for c, v in r[k].items())
             scale_plots.append(series(key, title))
             scale_data += block(pts)
-    if not plots and not scale_plots:
-        print('chart: not drawn, %s holds neither row 1 nor row 8' % src)
+    growth = [scale_panel(r, *p) for p in SCALE]
+    growth = [g for g in growth if g]
+    panels = bool(plots) + bool(scale_plots) + len(growth)
+    if not panels:
+        print('chart: not drawn, %s holds none of rows 1, 8 and 11-13'
+              % src)
         return 0
-    script = ['set terminal pngcairo size 1200,480 font "sans,10"',
+    cols = min(panels, 3)
+    rows_ = (panels + cols - 1) // cols
+    script = ['set terminal pngcairo size %d,%d font "sans,10"'
+              % (600 * cols, 480 * rows_),
               "set output '%s'" % out,
-              'set multiplot layout 1,2',
+              'set multiplot layout %d,%d' % (rows_, cols),
               'set grid', 'set key top right',
               'set ylabel "conversions per second"']
     if plots:
@@ -67,6 +124,8 @@ def main(src, out):
                    'set title "4 KiB conversions, vCPUs converting at once"',
                    'set xlabel "vCPUs"',
                    'plot ' + ', '.join(scale_plots), scale_data.rstrip('\n')]
+    for g in growth:
+        script += ['unset logscale', 'set yrange [*:*]'] + g
     script.append('unset multiplot')
     # Inline data ('-') follows each plot command that reads it.
     subprocess.run(['gnuplot'], input='\n'.join(script) + '\n', text=True,

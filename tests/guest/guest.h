@@ -72,6 +72,12 @@ struct ram_range {
  * clipped to the identity map. Returns the number of ranges.
  */
 int test_ram_ranges(struct ram_range *out, int max);
+/*
+ * The same, not clipped to the identity map: RAM a test may convert but
+ * must not touch past identity_map_limit() (a guest of more than about
+ * 14 GiB has RAM there: q35 puts all but 2 GiB of it above 4 GiB).
+ */
+int test_ram_ranges_all(struct ram_range *out, int max);
 uint64_t identity_map_limit(void);
 
 /*

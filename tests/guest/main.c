@@ -194,7 +194,7 @@ uint64_t arg_u64(const char *key, uint64_t def)
     return v ? parse_u64(v, NULL) : def;
 }
 
-int test_ram_ranges(struct ram_range *out, int max)
+static int ram_ranges(struct ram_range *out, int max, uint64_t limit)
 {
     const struct hvm_memmap_entry *map = memmap;
     uint64_t floor = ALIGN_UP((uintptr_t)__image_end, 2 * MiB);
@@ -207,7 +207,7 @@ int test_ram_ranges(struct ram_range *out, int max)
             continue;
         }
         start = start < floor ? floor : start;
-        end = end > IDENTITY_MAP_LIMIT ? IDENTITY_MAP_LIMIT : end;
+        end = end > limit ? limit : end;
         if (start < end) {
             out[n].start = start;
             out[n].end = end;
@@ -215,6 +215,16 @@ int test_ram_ranges(struct ram_range *out, int max)
         }
     }
     return n;
+}
+
+int test_ram_ranges(struct ram_range *out, int max)
+{
+    return ram_ranges(out, max, IDENTITY_MAP_LIMIT);
+}
+
+int test_ram_ranges_all(struct ram_range *out, int max)
+{
+    return ram_ranges(out, max, UINT64_MAX);
 }
 
 static uint64_t ram_total(void)
