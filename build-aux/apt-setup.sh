@@ -73,6 +73,17 @@ else
     mv "$prefs.tmp" "$prefs"
 fi
 
+# Our set-up steps may run apt at the same time (make check's rig set-up
+# beside a harness installing clang): the second waits for the first's
+# dpkg lock instead of failing at once.
+conf=/etc/apt/apt.conf.d/90qemu-gmem-lock
+echo 'DPkg::Lock::Timeout "600";' > "$conf.tmp"
+if cmp -s "$conf.tmp" "$conf"; then
+    rm -f "$conf.tmp"
+else
+    mv "$conf.tmp" "$conf"
+fi
+
 # One apt-get update per day is enough for a build that pins its versions.
 if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
     apt-get update -qq

@@ -58,20 +58,15 @@ if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
 fi
 
 # What this machine's KVM offers, and L1's: it decides where tests run.
+facts=$repo/tests/functional/qemu_test/kvm_caps.py
 echo "check: the host's /dev/kvm (it varies between machines of this kind):"
+python3 "$facts" | sed 's/^kvm-facts: /check:   host: /'
 host_in_place=no
-if [ -x "$rig/kvm-probe" ]; then
-    facts=$("$rig/kvm-probe" --facts)
-    echo "$facts" | sed 's/^kvm-facts: /check:   host: /'
-    # As test_gmem_inplace.py decides it (kvm_in_place_guest_memfd()).
-    echo "$facts" | grep -q '^kvm-facts: type 0 .* flags [^(]*(MMAP INIT_SHARED' &&
-        host_in_place=yes
-else
-    echo "check:   host: not probed (the rig's kvm-probe was not built)"
-fi
+PYTHONPATH=$(dirname "$facts") python3 -c 'import sys, kvm_caps
+sys.exit(not kvm_caps.kvm_in_place_guest_memfd())' && host_in_place=yes
 if [ -n "$rig_needed" ] && [ -z "${QEMU_GMEM_RIG_UNAVAILABLE:-}" ]; then
     echo "check: the rig's L1 ($(cut -d' ' -f1 "$rig/version"), KVM rebuilt with KVM_SW_PROTECTED_VM):"
-    RIG_TIMEOUT=300 "$repo/tests/rig/run.sh" "$rig/kvm-probe" --facts 2>&1 |
+    RIG_TIMEOUT=300 "$repo/tests/rig/run.sh" /usr/bin/python3 "$facts" 2>&1 |
         sed -n 's/^kvm-facts: /check:   L1: /p'
 fi
 where=" (the host's KVM lacks it: in the rig only)"

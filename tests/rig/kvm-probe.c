@@ -4,8 +4,6 @@
  *
  * Prints what KVM offers, then creates a type-1 VM with a guest_memfd-backed
  * memslot and flips it to private. Exits 0 only if all of that works.
- * With --facts, it only prints, per VM type offered, guest_memfd, its flags
- * and the memory attributes (make check's opening lines, host and L1).
  * Built by tests/rig/setup.sh against Debian sid's linux-libc-dev headers.
  */
 #include <errno.h>
@@ -61,64 +59,7 @@ static const char *const mem_attrs[32] = { [3] = "PRIVATE" };
 static const char *const gmem_flags[32] = { [0] = "MMAP", [1] = "INIT_SHARED" };
 static const char *const hypercalls[32] = { [12] = "MAP_GPA_RANGE" };
 
-/* A bit mask as "0x3 (A B)", into @buf. */
-static const char *bits_str(char *buf, size_t len, int v,
-                            const char *const *names)
-{
-    int n = snprintf(buf, len, "0x%x (", v > 0 ? v : 0);
-
-    for (int i = 0, k = 0; v > 0 && i < 32; i++) {
-        if (v & (1u << i)) {
-            n += snprintf(buf + n, len - n, "%s%s", k++ ? " " : "",
-                          names[i] ? names[i] : "?");
-        }
-    }
-    snprintf(buf + n, len - n, ")");
-    return buf;
-}
-
-/*
- * --facts: one line per VM type this KVM offers, with what make check
- * needs to know of it, and exit 0 whatever it found.
- */
-static int facts(int kvm)
-{
-    int types = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
-    char b1[128], b2[128];
-
-    if (types <= 0) {
-        types = 1 << KVM_X86_DEFAULT_VM;      /* before VM_TYPES existed */
-    }
-    printf("kvm-facts: VM types %s\n", bits_str(b1, sizeof(b1), types,
-                                                 vm_types));
-    for (int t = 0; t < 32; t++) {
-        int vm, gmem, flags = 0, attrs;
-
-        if (!(types & (1u << t))) {
-            continue;
-        }
-        vm = ioctl(kvm, KVM_CREATE_VM, t);
-        if (vm < 0) {
-            printf("kvm-facts: type %d: cannot create: %s\n", t,
-                   strerror(errno));
-            continue;
-        }
-        gmem = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD);
-#ifdef KVM_CAP_GUEST_MEMFD_FLAGS
-        flags = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
-#endif
-        attrs = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
-        printf("kvm-facts: type %d (%s): guest_memfd %s, flags %s, "
-               "memory attributes %s\n", t, vm_types[t] ? vm_types[t] : "?",
-               gmem > 0 ? "yes" : "no", bits_str(b1, sizeof(b1), flags,
-                                                 gmem_flags),
-               bits_str(b2, sizeof(b2), attrs, mem_attrs));
-        close(vm);
-    }
-    return 0;
-}
-
-int main(int argc, char **argv)
+int main(void)
 {
     int kvm, vm, gmem, types, attrs;
     void *shared;
@@ -126,12 +67,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) {
-        printf("kvm-%s: /dev/kvm: %s\n",
-               argc > 1 ? "facts" : "probe", strerror(errno));
-        return argc > 1 ? 0 : 1;
-    }
-    if (argc > 1 && !strcmp(argv[1], "--facts")) {
-        return facts(kvm);
+        printf("kvm-probe: /dev/kvm: %s\n", strerror(errno));
+        return 1;
     }
     printf("kvm-probe: KVM_GET_API_VERSION = %d\n",
            ioctl(kvm, KVM_GET_API_VERSION, 0));

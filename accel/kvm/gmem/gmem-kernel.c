@@ -12,6 +12,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/ioctl.h>
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "qapi/qapi-commands-guest-memfd.h"
