@@ -26,6 +26,7 @@ import sys
 import time
 
 from qemu.machine import QEMUMachine
+from qemu.qmp import ConnectError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 from qemu_test.gmem_guest import (GuestLog, guest_args, parse_fields,
                                   sw_protected_vm_args)
@@ -149,7 +150,13 @@ def startup(qemu, kernel, tmp, gib, accel, state, count=False):
                     raise RuntimeError(proc.stderr.read().decode())
                 time.sleep(0.005)
             qmp = QEMUMonitorProtocol(sock)
-            qmp.connect()
+            for _ in range(500):    # bound before it listens
+                try:
+                    qmp.connect()
+                    break
+                except ConnectError:
+                    qmp = QEMUMonitorProtocol(sock)
+                    time.sleep(0.01)
             for gpa, size in ram_ranges(gib):
                 qmp.cmd('guest-memfd-convert', gpa=gpa, size=size,
                         private=True)
