@@ -7,12 +7,14 @@
 # seconds without progress, default 10), any ThreadSanitizer report, or
 # a failed end-of-run check.
 #
-# TSAN_MUTATE=defect1|lease-lock|defect3 builds the harness on a copy of
+# TSAN_MUTATE=defect1|lease-lock|defect3|defect10 builds the harness on a copy of
 # the sources with a known bug put back, to show that the run catches it
 # (the run must then fail): defect1 issues the attribute ioctl through
 # kvm_vm_ioctl() (waits out an ioctl inhibit under gmem.lock: the
 # watchdog), lease-lock takes leases without gmem.lease_lock, defect3
-# adds and removes RamDiscardListeners without gmem.lock (TSan).
+# adds and removes RamDiscardListeners without gmem.lock (TSan),
+# defect10 makes QEMU's own copy of guest RAM after dropping its lease
+# (the copy races a discard: TSan).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QEMU_GMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qemu-gmem}
@@ -51,6 +53,10 @@ if mode == 'defect1':
 elif mode == 'lease-lock':
     new = re.sub(r'(uint64_t kvm_gmem_lease_take\(.*?)\n    QEMU_LOCK_GUARD'
                  r'\(&gmem\.lease_lock\);', r'\1', s, count=1, flags=re.S)
+elif mode == 'defect10':
+    new = re.sub(r'( +)memmove\(dst, src, n\);\n'
+                 r'( +kvm_gmem_lease_drop\(rb, offset\);\n)',
+                 r'\2\1memmove(dst, src, n);\n', s, count=1)
 elif mode == 'defect3':
     new = re.sub(r'\n *kvm_gmem_listener_change_(begin|end)\(\);', '', s)
 if new == s:
@@ -63,6 +69,7 @@ case $mutate in
 defect1) mutated defect1 "$work/gmem/gmem-kernel.c" ;;
 lease-lock) mutated lease-lock "$work/gmem/kvm-gmem.c" ;;
 defect3) mutated defect3 "$work/system/ram-block-attributes.c" ;;
+defect10) mutated defect10 "$work/gmem/kvm-gmem.c" ;;
 *) echo "tsan: unknown TSAN_MUTATE=$mutate" >&2; exit 2 ;;
 esac
 

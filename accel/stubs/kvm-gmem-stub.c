@@ -38,6 +38,18 @@ uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size)
     return size;
 }
 
+void kvm_gmem_host_read(RAMBlock *rb, uint64_t offset, void *buf,
+                        const void *host, uint64_t len)
+{
+    memcpy(buf, host, len);
+}
+
+void kvm_gmem_host_write(RAMBlock *rb, uint64_t offset, void *host,
+                         const void *buf, uint64_t len)
+{
+    memmove(host, buf, len);
+}
+
 void kvm_gmem_listener_change_begin(void)
 {
 }

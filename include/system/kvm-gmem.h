@@ -103,6 +103,24 @@ uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
 /*
+ * QEMU's own access to guest RAM (flatview_read_continue() and
+ * flatview_write_continue(): the monitor's x/xp, pmemsave, device
+ * emulation that reads or writes without a mapping) of @len bytes at
+ * @offset of @rb, a block with a private side (rb->attributes; the caller
+ * tests that pointer, so other blocks pay nothing more), whose host
+ * mapping there is @host. The shared pages are copied, each run under a
+ * lease for the copy; a private page, or one being converted, is never
+ * touched: a read gets zeros, a write is dropped. Touching the shared
+ * side of a private page would allocate it again, or raise SIGBUS if it
+ * is a huge page the pool cannot give back. Never waits; called inside
+ * the caller's RCU read section.
+ */
+void kvm_gmem_host_read(RAMBlock *rb, uint64_t offset, void *buf,
+                        const void *host, uint64_t len);
+void kvm_gmem_host_write(RAMBlock *rb, uint64_t offset, void *host,
+                         const void *buf, uint64_t len);
+
+/*
  * A RamDiscardListener (VFIO) of a RAMBlock with a private side is added
  * to or removed from its RamBlockAttributes (system/ram-block-attributes.c,
  * with its replay or its final discard): conversions walk those listeners

@@ -1018,7 +1018,7 @@ static void *vfio_thread(void *opaque)
 
 /* --- host I/O: leases ----------------------------------------------------- */
 
-static uint64_t leases, lease_bytes;
+static uint64_t leases, lease_bytes, copies;
 
 static void *io_thread(void *opaque)
 {
@@ -1059,6 +1059,34 @@ static void *io_thread(void *opaque)
         }
         if (mr) {
             memory_region_unref(mr);
+        }
+
+        /*
+         * flatview_read/write_continue(): QEMU's own copy, inside RCU and
+         * without a mapping. Copying a page while it is discarded (a
+         * memset here) would be a report (issue 24, defect 10).
+         */
+        phase("address_space_rw()");
+        WITH_RCU_READ_LOCK_GUARD() {
+            HMap *m = qatomic_rcu_read(&current_map);
+            HMapEntry *e = &m->e[rnd() % m->n];
+            uint8_t buf[4 * PAGE];
+
+            if (is_block(e->mr)) {
+                rb = e->mr->ram_block;
+                offset = rnd() % (e->pages * PAGE);
+                size = 1 + rnd() % MIN(4 * PAGE, e->pages * PAGE - offset);
+                if (rnd() & 1) {
+                    kvm_gmem_host_read(rb, offset, buf, rb->host + offset,
+                                       size);
+                } else {
+                    memset(buf, 0x5a, size);
+                    kvm_gmem_host_write(rb, offset, rb->host + offset, buf,
+                                        size);
+                }
+                copies++;
+            }
+            rcu_section_end();
         }
         progress();
         g_usleep(rnd() % 50);
@@ -1225,10 +1253,10 @@ int main(int argc, char **argv)
            " with ioctls inhibited), %" PRIu64 " DIMM plugs and unplugs "
            "(%" PRIu64 " regions finalised), %" PRIu64 " resets, %" PRIu64
            " queries, %" PRIu64 " VFIO listener cycles, %" PRIu64
-           " leases (%" PRIu64 " bytes), in %d s\n",
+           " leases (%" PRIu64 " bytes), %" PRIu64 " copies, in %d s\n",
            requests, refused, kvm.attribute_calls, commits,
            inhibited_commits, plugs, finalised, resets, queries,
-           listener_cycles, leases, lease_bytes, seconds);
+           listener_cycles, leases, lease_bytes, copies, seconds);
     if (bad_kvm) {
         printf("FAIL: record != KVM on %d pages\n", bad_kvm);
         bad++;

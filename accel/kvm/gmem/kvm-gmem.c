@@ -56,6 +56,11 @@
  *    conversion to private waits (bounded, without gmem.lock, its ranges
  *    fenced) for the leases on them to end and fails with "leased" if
  *    they do not.
+ *  - QEMU's own copies of guest RAM (flatview_read_continue() and
+ *    flatview_write_continue(), patch 0018) touch only shared, unfenced
+ *    pages, each run under a lease for the copy, taken and dropped like
+ *    a mapping's, the copy made with the lock released; a private or
+ *    fenced page reads as zeros and is not written (issue 24, defect 10).
  *
  * Lock order, outer first: BQL, KVM's slots lock, the ioctl inhibit,
  * gmem.lock, gmem.lease_lock; RCU read sections nest inside any of them.
@@ -1003,6 +1008,77 @@ void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset)
         trace_kvm_gmem_lease_drop(qemu_ram_get_idstr(rb), offset);
         qemu_cond_broadcast(&gmem.lease_cond);
     }
+}
+
+/*
+ * QEMU's own access to @len bytes at @offset of @rb: how many from
+ * @offset it may make, *@shared true, under a lease it must drop; or how
+ * many it must not touch, *@shared false: a run of private pages, or one
+ * page being converted. Never waits; taken inside the caller's RCU read
+ * section, like kvm_gmem_lease_take().
+ */
+static uint64_t gmem_host_run(RAMBlock *rb, uint64_t offset, uint64_t len,
+                              bool *shared)
+{
+    const uint64_t bs = qemu_real_host_page_size();
+    RamBlockAttributes *attr = rb->attributes;
+    uint64_t end = offset + len;
+    unsigned long first = offset / bs, last, bit;
+
+    QEMU_LOCK_GUARD(&gmem.lease_lock);
+    *shared = true;
+    len = gmem_leasable(rb, offset, len);
+    if (len) {
+        kvm_gmem_leases_take(&gmem.leases, rb, offset, len);
+        return len;
+    }
+    *shared = false;
+    last = MIN(DIV_ROUND_UP(end, bs), attr->bitmap_size);
+    if (first < last && !test_bit(first, attr->bitmap)) {
+        bit = find_next_bit(attr->bitmap, last, first);
+        end = MIN(end, (uint64_t)bit * bs);
+    } else {
+        end = MIN(end, (uint64_t)(first + 1) * bs);   /* fenced */
+    }
+    return end - offset;
+}
+
+/* Copy @len bytes from @src to @dst, the guest's side being @rb's @offset. */
+static void gmem_host_access(RAMBlock *rb, uint64_t offset, uint8_t *dst,
+                             const uint8_t *src, uint64_t len, bool is_write)
+{
+    uint64_t n;
+    bool shared;
+
+    if (kvm_gmem_legacy()) {
+        memmove(dst, src, len);     /* upstream's path: no leases */
+        return;
+    }
+    for (; len; len -= n, offset += n, dst += n, src += n) {
+        n = gmem_host_run(rb, offset, len, &shared);
+        if (shared) {
+            memmove(dst, src, n);
+            kvm_gmem_lease_drop(rb, offset);
+            continue;
+        }
+        trace_kvm_gmem_host_access_private(qemu_ram_get_idstr(rb), offset, n,
+                                           is_write);
+        if (!is_write) {
+            memset(dst, 0, n);
+        }
+    }
+}
+
+void kvm_gmem_host_read(RAMBlock *rb, uint64_t offset, void *buf,
+                        const void *host, uint64_t len)
+{
+    gmem_host_access(rb, offset, buf, host, len, false);
+}
+
+void kvm_gmem_host_write(RAMBlock *rb, uint64_t offset, void *host,
+                         const void *buf, uint64_t len)
+{
+    gmem_host_access(rb, offset, host, buf, len, true);
 }
 
 /*
