@@ -81,7 +81,6 @@ static void test_flush_takes_overlapping_oldest_first(void)
 {
     KvmGmemDiscardQueue q;
     Flushed f = { 0 };
-    KvmGmemDiscard *d;
 
     push_four(&q);
     /* [0, 12 KiB) of block1 covers the first two, not block2's. */
