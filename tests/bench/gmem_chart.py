@@ -75,7 +75,7 @@ def scale_panel(r, key, title, series_list):
     return ['set title "%s"' % title, 'set logscale xy', 'unset xtics',
             'set xtics ("1" 1, "4" 4, "16" 16, "64" 64)',
             'set xlabel "guest RAM (GiB)"', 'set ylabel ""',
-            'set key top left font ",8"', 'set autoscale y',
+            'set key bottom right font ",8"', 'set autoscale y',
             'plot ' + ', '.join(plots), data.rstrip('\n')]
 
 
@@ -104,7 +104,7 @@ def main(src, out):
         return 0
     cols = min(panels, 3)
     rows_ = (panels + cols - 1) // cols
-    script = ['set terminal pngcairo size %d,%d font "sans,10"'
+    script = ['set terminal pngcairo noenhanced size %d,%d font "sans,10"'
               % (600 * cols, 480 * rows_),
               "set output '%s'" % out,
               'set multiplot layout %d,%d' % (rows_, cols),

@@ -75,8 +75,9 @@ def strace_calls(path):
     with open(path) as f:
         for line in f:
             w = line.split()
+            # Not the summary's own "total" line, which is their sum.
             if len(w) >= 5 and re.match(r'^\d+\.\d+$', w[0]) and \
-                    w[3].isdigit():
+                    w[3].isdigit() and w[-1] != 'total':
                 calls[w[-1]] = int(w[3])
     return calls
 
