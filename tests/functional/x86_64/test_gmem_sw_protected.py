@@ -919,7 +919,9 @@ class SwProtectedVm(RigGuestTest):
         stats = self.vm.cmd('query-guest-memfd')
         self.assertEqual((stats['discard-failures'],
                           stats['discard-backlog']), (1, 4096))
-        self.assertEqual(shared_view(), mark)
+        # QEMU's own reads of a private page read zeros, stale copy or
+        # not (issue 24, defect 10): the backlog above shows the copy.
+        self.assertEqual(shared_view(), 0)
         # Back to shared needs that copy gone: it fails again, refused.
         self.assertEqual(convert(False, call='discard-shared',
                                  error='enomem'),
