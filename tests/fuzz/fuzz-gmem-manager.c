@@ -581,31 +581,22 @@ static void unplug(uint64_t a)
     if (!b->live || !ram_notifier) {
         return;
     }
-    /*
-     * A DMA mapping holds a reference to the block's memory region, so
-     * the block is freed only after the unmaps: drop our leases first.
-     */
-    for (unsigned i = 0; i < nheld; i++) {
-        if (held[i].rb == &b->rb) {
-            kvm_gmem_lease_drop(held[i].rb, held[i].offset);
-            held[i--] = held[--nheld];
-        }
-    }
-    /* Out of the map first, then freed, as QEMU does it. */
-    b->gpa = UINT64_MAX;
-    map_changed();
-    ram_notifier->ram_block_removed(ram_notifier, b->host,
-                                    BLOCK_PAGES * PAGE, BLOCK_PAGES * PAGE);
-    b->live = false;
-    /* Freed, as far as the manager may know: any later use is a report. */
-    ASAN_POISON_MEMORY_REGION(&b->rb, sizeof(b->rb));
+    finalise(b);
     ASAN_POISON_MEMORY_REGION(b->attr.bitmap,
                               BITS_TO_LONGS(BLOCK_PAGES) * sizeof(long));
 }
 
+/*
+ * The block's region is finalised: out of the map first, then freed, as
+ * QEMU does it; freed, as far as the manager may know, so any later use
+ * of its RAMBlock is a report.
+ */
 static void finalise(Block *b)
 {
-    /* A DMA mapping holds a reference too: its leases ended before. */
+    /*
+     * A DMA mapping holds a reference to the block's memory region, so
+     * the block is freed only after the unmaps: drop our leases first.
+     */
     for (unsigned i = 0; i < nheld; i++) {
         if (held[i].rb == &b->rb) {
             kvm_gmem_lease_drop(held[i].rb, held[i].offset);
