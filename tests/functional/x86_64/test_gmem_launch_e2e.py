@@ -58,18 +58,7 @@ class LaunchEndToEnd(QemuSystemTest):
 
     def setUp(self):
         super().setUp()
-        self.fw_dir = os.environ.get('QEMU_GMEM_FIRMWARE_DIR')
-        if not self.fw_dir:
-            self.fail('QEMU_GMEM_FIRMWARE_DIR is not set: make check '
-                      'fetches Debian\'s ovmf-amdsev and ovmf-inteltdx')
-        cache = os.environ.get('QEMU_GMEM_CACHE',
-                               os.path.expanduser('~/.cache/qemu-gmem'))
-        self.standin = os.environ.get(
-            'QEMU_GMEM_LAUNCH_STANDIN',
-            os.path.join(cache, 'launch-standin', 'launch-standin.so'))
-        if not os.path.exists(self.standin):
-            self.fail('no launch stand-in at %s: make build builds it' %
-                      self.standin)
+        self.find_launch_inputs()
         with open('/dev/kvm') as kvm:
             types = fcntl.ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES)
         if not types & (1 << KVM_X86_SW_PROTECTED_VM):
@@ -198,6 +187,21 @@ class LaunchEndToEnd(QemuSystemTest):
     def report(path):
         with open(path) as f:
             return [json.loads(line) for line in f]
+
+    def find_launch_inputs(self):
+        """Debian's SEV-SNP/TDX firmware and the stand-in, or fail."""
+        self.fw_dir = os.environ.get('QEMU_GMEM_FIRMWARE_DIR')
+        if not self.fw_dir:
+            self.fail('QEMU_GMEM_FIRMWARE_DIR is not set: make check '
+                      'fetches Debian\'s ovmf-amdsev and ovmf-inteltdx')
+        cache = os.environ.get('QEMU_GMEM_CACHE',
+                               os.path.expanduser('~/.cache/qemu-gmem'))
+        self.standin = os.environ.get(
+            'QEMU_GMEM_LAUNCH_STANDIN',
+            os.path.join(cache, 'launch-standin', 'launch-standin.so'))
+        if not os.path.exists(self.standin):
+            self.fail('no launch stand-in at %s: make build builds it' %
+                      self.standin)
 
     def measured(self, events):
         m = [e for e in events if e['event'] == 'measurement']

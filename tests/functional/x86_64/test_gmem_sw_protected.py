@@ -1889,15 +1889,7 @@ def _test_launch_settles_pending_discards(self):
     import test_gmem_launch_e2e as e2e
 
     e2e_test = e2e.LaunchEndToEnd
-    self.fw_dir = os.environ.get('QEMU_GMEM_FIRMWARE_DIR')
-    if not self.fw_dir:
-        self.fail('QEMU_GMEM_FIRMWARE_DIR is not set: make check fetches '
-                  'Debian\'s ovmf-amdsev')
-    cache = os.environ.get('QEMU_GMEM_CACHE',
-                           os.path.expanduser('~/.cache/qemu-gmem'))
-    self.standin = os.environ.get(
-        'QEMU_GMEM_LAUNCH_STANDIN',
-        os.path.join(cache, 'launch-standin', 'launch-standin.so'))
+    e2e_test.find_launch_inputs(self)
     self.launches = 0
     self.marker = 'gmem-settle-%d' % os.getpid()
     for name in ('fw', 'run_qemu', 'dry_run_info', 'host_cbitpos',
