@@ -306,11 +306,16 @@ class SwProtectedVm(RigGuestTest):
 
     def test_dma_storm(self):
         # STORM_VCPUS vCPUs: one keeps virtio-blk reads in flight (50 ms
-        # each) and tries to make their buffers private under the DMA
-        # (a 5 ms lease timeout: EAGAIN every time), the others convert
-        # random ranges of their own windows; everyone checks data. The
-        # guest fails on any unexpected answer or data error, and QEMU
-        # must keep running to the guest's exit.
+        # each) and asks for their buffers to go private under the DMA (a
+        # 5 ms lease timeout), the others convert random ranges of their
+        # own windows; everyone checks data. CPU 0's oracle holds at any
+        # speed of the rig: refused, the read must land in the buffer;
+        # converted, the read must have ended first, so a marker written
+        # after the conversion must survive it (tests_virtio.c,
+        # storm_dma()). Mutation: gmem_fence_leased() answering false (a
+        # conversion ignores host I/O's leases) makes CPU 0 count data
+        # errors. The guest fails on any unexpected answer or data error,
+        # and QEMU must keep running to the guest's exit.
         #
         # A guest reset (under -no-reboot QEMU exits 0 before the guest's
         # result) fails the test; it is never booted again. Not
@@ -380,8 +385,9 @@ class SwProtectedVm(RigGuestTest):
         refused, the host window's model, the guest's fields). A guest
         reset fails the test: it pauses the VM (-action shutdown=pause),
         so that what every CPU was asking for then, the private ranges
-        and the registers are in the failure's report. Any other end of
-        QEMU fails it too.
+        and the registers are in the failure's report. The guest's own
+        end (isa-debug-exit) pauses it too; the SHUTDOWN event's reason
+        tells the two apart. Any other end of QEMU fails the test.
         """
         import random
 
@@ -403,9 +409,9 @@ class SwProtectedVm(RigGuestTest):
         def answered():
             return [r[4] for r in cpu_records()]
 
+        events = []
+
         def reset_report():
-            events = [e for e in self.vm.get_qmp_events()
-                      if e['event'] in ('SHUTDOWN', 'RESET', 'STOP')]
             lines = ['events: %s' % events]
             if state:
                 for cpu, w in enumerate(cpu_records()):
@@ -426,6 +432,14 @@ class SwProtectedVm(RigGuestTest):
         def check_not_reset():
             if self.vm.cmd('query-status')['status'] != 'shutdown':
                 return
+            events.extend(e for e in self.vm.get_qmp_events()
+                          if e['event'] in ('SHUTDOWN', 'RESET', 'STOP'))
+            reasons = [e['data']['reason'] for e in events
+                       if e['event'] == 'SHUTDOWN']
+            if reasons == ['guest-shutdown']:
+                log.poll()
+                self.fail('the guest ended during the storm:\n%s'
+                          % '\n'.join(log.lines))
             report = reset_report()
             self.log.warning('convert_storm: L2 was reset:\n%s\n%s',
                              report, '\n'.join(log.lines))
@@ -515,6 +529,8 @@ class SwProtectedVm(RigGuestTest):
         log, sent, refused, model, fields = self.random_storm(requests)
         private = self.sweep(log)
         stats = self.vm.cmd('query-guest-memfd')
+        # The storm is over: the guest's own end may end QEMU again.
+        self.vm.cmd('set-action', shutdown='poweroff')
         info = self.finish_after_sweep(log, 'convert_storm')
         self.log.info('storm: guest %s; host %d requests, %d refused; %s',
                       info, sent, refused, stats)
