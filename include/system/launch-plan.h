@@ -2,11 +2,12 @@
  * The launch plan of a confidential guest: every command that populates
  * its private memory, in order, built before the first one runs.
  *
- * SEV-SNP (target/i386/sev.c) and TDX (target/i386/kvm/tdx.c) add their
- * operations here and execute the plan through launch_plan_execute(), the
- * only place that issues their memory launch commands. The same plan
- * yields the launch measurement, so `measure-only=on` (a dry run with no
- * KVM) prints what a real launch of the same command line will measure.
+ * SEV-SNP (target/i386/sev-snp-launch.c, for sev.c) and TDX
+ * (target/i386/kvm/tdx-launch.c, for tdx.c) add their operations here and
+ * execute the plan through launch_plan_execute(), the only place that
+ * issues their memory launch commands. The same plan yields the launch
+ * measurement, so `measure-only=on` (a dry run with no KVM) prints what a
+ * real launch of the same command line will measure.
  * docs/devel/launch-plan.rst has the design.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
