@@ -195,6 +195,14 @@ static struct {
      * kvm_gmem_slot_added()); retried until KVM takes the record's.
      */
     GArray *unsettled;
+    /*
+     * KvmGmemSlot: GPA ranges whose KVM attributes are the record of the
+     * block they map there, whether a memslot maps them now or not: KVM
+     * keeps attributes by GPA, across memslot changes. A memslot that
+     * comes back where one of these is takes no calls (a q35 PAM flip
+     * re-adds the low RAM slot; fragmented, that was a call per run).
+     */
+    GArray *synced;
 
     /* Host I/O on shared memory; see the lease invariants above. */
     QemuMutex lease_lock;
@@ -210,6 +218,7 @@ static void __attribute__((constructor)) kvm_gmem_init_lock(void)
     gmem.pieces = g_array_new(false, false, sizeof(KvmGmemPiece));
     gmem.runs = g_array_new(false, false, sizeof(KvmGmemRun));
     gmem.unsettled = g_array_new(false, false, sizeof(KvmGmemSlot));
+    gmem.synced = g_array_new(false, false, sizeof(KvmGmemSlot));
     kvm_gmem_discard_init(&gmem.lock, &gmem.stats);
     qemu_mutex_init(&gmem.lease_lock);
     qemu_cond_init(&gmem.lease_cond);
@@ -284,6 +293,77 @@ void kvm_gmem_read_stats(KvmGmemStats *stats, KvmGmemBlockFn *fn,
     }
 }
 
+/* GPA minus offset: which part of its block a GPA range maps where. */
+static uint64_t gmem_slot_delta(const KvmGmemSlot *slot)
+{
+    return slot->gpa - slot->offset;
+}
+
+/*
+ * KVM's attributes of [gpa, gpa + size) change to what @rb records for
+ * the offsets it maps there (@delta: GPA minus offset): what was known of
+ * them for anything else mapped there goes. @rb NULL: for anything.
+ */
+static void gmem_synced_forget_gpa(uint64_t gpa, uint64_t size, RAMBlock *rb,
+                                   uint64_t delta)
+{
+    for (guint i = 0; i < gmem.synced->len; i++) {
+        KvmGmemSlot *e = &g_array_index(gmem.synced, KvmGmemSlot, i);
+
+        if (ranges_overlap(e->gpa, e->size, gpa, size) &&
+            (e->rb != rb || gmem_slot_delta(e) != delta)) {
+            g_array_remove_index_fast(gmem.synced, i--);
+        }
+    }
+}
+
+/*
+ * @rb's record of [offset, offset + size) changed, and KVM's attributes
+ * with it only where it is mapped at @delta (GPA minus offset), or
+ * nowhere (@all): what was known of its other GPAs goes.
+ */
+static void gmem_synced_forget_offsets(RAMBlock *rb, uint64_t offset,
+                                       uint64_t size, uint64_t delta,
+                                       bool all)
+{
+    for (guint i = 0; i < gmem.synced->len; i++) {
+        KvmGmemSlot *e = &g_array_index(gmem.synced, KvmGmemSlot, i);
+
+        if (e->rb == rb && ranges_overlap(e->offset, e->size, offset, size) &&
+            (all || gmem_slot_delta(e) != delta)) {
+            g_array_remove_index_fast(gmem.synced, i--);
+        }
+    }
+}
+
+/*
+ * KVM's attributes of @slot's GPAs are known to be the record's. Not
+ * with upstream's conversions (kvm_convert_memory()), which change both
+ * without telling this file.
+ */
+static bool gmem_synced(const KvmGmemSlot *slot)
+{
+    for (guint i = 0; !kvm_gmem_legacy() && i < gmem.synced->len; i++) {
+        KvmGmemSlot *e = &g_array_index(gmem.synced, KvmGmemSlot, i);
+
+        if (e->rb == slot->rb && gmem_slot_delta(e) == gmem_slot_delta(slot) &&
+            e->gpa <= slot->gpa &&
+            slot->gpa + slot->size <= e->gpa + e->size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void gmem_synced_add(const KvmGmemSlot *slot)
+{
+    /* A VM has a few dozen memslots; past that, forget and start again. */
+    if (gmem.synced->len >= 256) {
+        g_array_set_size(gmem.synced, 0);
+    }
+    g_array_append_val(gmem.synced, *slot);
+}
+
 /*
  * Make KVM's attributes of a memslot follow the bitmap, run by run. Each
  * call is all or nothing, so a run KVM refuses keeps the attributes its
@@ -298,6 +378,8 @@ static int gmem_apply_bitmap(const KvmGmemSlot *slot, bool unsettled)
     const unsigned long end = (slot->offset + slot->size) / bs;
     int first = 0;
 
+    gmem_synced_forget_gpa(slot->gpa, slot->size, slot->rb,
+                           gmem_slot_delta(slot));
     while (bit < end) {
         bool shared;
         unsigned long next = kvm_gmem_state_run_end(attr->bitmap, bit, end,
@@ -466,6 +548,8 @@ static void gmem_reset(void *opaque)
     }
     GMEM_UNREF_AFTER_UNLOCK();
     QEMU_LOCK_GUARD(&gmem.lock);
+    /* The record of every block changes below, mapped or not. */
+    g_array_set_size(gmem.synced, 0);
     for (guint i = 0; i < mapped->len; i++) {
         KvmGmemSlot *m = &g_array_index(mapped, KvmGmemSlot, i);
         KvmGmemReject r = gmem_convert_locked(m->gpa, m->size, false,
@@ -477,6 +561,9 @@ static void gmem_reset(void *opaque)
                          PRIx64 " shared: %s", m->gpa, m->size,
                          kvm_gmem_reject_name(r));
             g_array_append_val(stuck, *m);
+        } else {
+            /* KVM has it shared, as the record will have. */
+            gmem_synced_add(m);
         }
     }
     /*
@@ -538,6 +625,7 @@ static void gmem_ram_block_removed(RAMBlockNotifier *n, void *host,
             kvm_gmem_discard_forget_block(b->rb);
             gmem_unsettled_forget(0, 0, b->rb);
             gmem_fence_forget_block(b->rb);
+            gmem_synced_forget_offsets(b->rb, 0, UINT64_MAX, 0, true);
             QLIST_REMOVE(b, next);
             g_free(b);
         }
@@ -614,14 +702,21 @@ void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
      * record's if the slot moved. It stays unsettled: retried with every
      * later slot and before every conversion, and a conversion that
      * overlaps it is refused ("kvm") until KVM takes it. No exit: a
-     * guest's PAM or BAR write adds slots.
+     * guest's PAM or BAR write adds slots. Where KVM has the record's
+     * attributes already (the slot is back where it was), nothing to do.
      */
     trace_kvm_gmem_slot_added(start, size, slot.offset);
     gmem_unsettled_forget(slot.gpa, slot.size, NULL);
     gmem_settle(0, 0);
+    if (gmem_synced(&slot)) {
+        trace_kvm_gmem_slot_synced(start, size);
+        return;
+    }
     unsettled = gmem.unsettled->len;
     ret = gmem_apply_bitmap(&slot, true);
-    if (ret) {
+    if (!ret) {
+        gmem_synced_add(&slot);
+    } else {
         gmem.stats.slot_attribute_failures += gmem.unsettled->len - unsettled;
         error_report_once("guest_memfd slot at 0x%" HWADDR_PRIx " +0x%" PRIx64
                           ": KVM refused its attributes (%s); retried before "
@@ -700,57 +795,95 @@ static uint64_t gmem_run_gpa(const KvmGmemPiece *p, const KvmGmemRun *run)
 }
 
 /*
- * Move one run to the target state: the record, KVM's attributes, and
- * the listeners. If that fails, the run is left as it was, with
- * run->done false; except that KVM may refuse to undo a step, and then
- * the run keeps the new state (run->done true), and so does the record.
+ * After KVM made @runs shared: the record follows, run by run. A run a
+ * listener (VFIO) cannot map does not become shared, and neither do the
+ * runs after it: KVM makes them private again. If KVM refuses that, a
+ * run stays shared (run->done), in KVM and in the record.
  */
-static KvmGmemReject gmem_run_change(const KvmGmemPiece *p, KvmGmemRun *run,
-                                     bool to_private)
+static KvmGmemReject gmem_runs_shared(const KvmGmemPiece *p, KvmGmemRun *runs,
+                                      guint n)
 {
     RamBlockAttributes *attr = p->rb->attributes;
-    uint64_t gpa = gmem_run_gpa(p, run);
+    KvmGmemReject r = KVM_GMEM_OK;
+
+    for (guint i = 0; i < n; i++) {
+        KvmGmemRun *run = &runs[i];
+
+        if (!r && !ram_block_attributes_state_change(attr, run->offset,
+                                                      run->size, false)) {
+            continue;
+        }
+        if (!r) {
+            /* Back to private in the record, for the listeners' sake. */
+            ram_block_attributes_state_change(attr, run->offset, run->size,
+                                              true);
+            r = KVM_GMEM_REJECT_LISTENER;
+        }
+        if (kvm_gmem_kernel_set_attributes(gmem_run_gpa(p, run), run->size,
+                                           true)) {
+            ram_block_attributes_state_change(attr, run->offset, run->size,
+                                              false);
+        } else {
+            run->done = false;
+        }
+    }
+    return r;
+}
+
+/*
+ * Move @n runs of one piece to the target state: the record, KVM's
+ * attributes, and the listeners. KVM changes in one call over the span
+ * the runs cover, the pages between them included: they are in the
+ * target state already, and setting an attribute a page has changes
+ * nothing. The call is all or nothing (kvm_vm_set_mem_attributes()
+ * reserves its entries first), so a fragmented range costs one call, not
+ * one per run. The record changes run by run: listeners must see only
+ * what changes. If this fails, the runs are left as they were, with
+ * run->done false; except that KVM may refuse to undo a step, and then a
+ * run keeps the new state (run->done true), and so does the record.
+ */
+static KvmGmemReject gmem_runs_change(const KvmGmemPiece *p, KvmGmemRun *runs,
+                                      guint n, bool to_private)
+{
+    RamBlockAttributes *attr = p->rb->attributes;
+    uint64_t gpa = gmem_run_gpa(p, &runs[0]);
+    uint64_t size = runs[n - 1].offset + runs[n - 1].size - runs[0].offset;
     int64_t t0;
+    guint i;
     int ret;
 
-    trace_kvm_gmem_convert_run(gpa, run->size,
-                               to_private ? "private" : "shared");
-    if (!to_private && !kvm_gmem_populate_huge(p->rb, run->offset, run->size)) {
-        return KVM_GMEM_REJECT_NO_MEMORY;
-    }
-    if (to_private) {
-        /* Listeners drop the range while QEMU may still map it. */
-        ram_block_attributes_state_change(attr, run->offset, run->size, true);
+    trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
+    for (i = 0; i < n; i++) {
+        if (!to_private &&
+            !kvm_gmem_populate_huge(p->rb, runs[i].offset, runs[i].size)) {
+            return KVM_GMEM_REJECT_NO_MEMORY;
+        }
+        if (to_private) {
+            /* Listeners drop the range while QEMU may still map it. */
+            ram_block_attributes_state_change(attr, runs[i].offset,
+                                              runs[i].size, true);
+        }
     }
     t0 = get_clock();
-    ret = kvm_gmem_kernel_set_attributes(gpa, run->size, to_private);
+    ret = kvm_gmem_kernel_set_attributes(gpa, size, to_private);
     gmem.stats.kernel_ns += get_clock() - t0;
     if (ret) {
-        trace_kvm_gmem_kernel_failed("set-attributes", gpa, run->size, ret);
-        if (to_private &&
-            ram_block_attributes_state_change(attr, run->offset, run->size,
-                                              false)) {
-            /* Shared, as KVM says, but a listener lost its mapping. */
-            gmem.stats.rollback_failures++;
+        trace_kvm_gmem_kernel_failed("set-attributes", gpa, size, ret);
+        for (i = 0; to_private && i < n; i++) {
+            if (ram_block_attributes_state_change(attr, runs[i].offset,
+                                                  runs[i].size, false)) {
+                /* Shared, as KVM says, but a listener lost its mapping. */
+                gmem.stats.rollback_failures++;
+            }
         }
         return KVM_GMEM_REJECT_KVM;
     }
-    run->done = true;
-    if (to_private ||
-        !ram_block_attributes_state_change(attr, run->offset, run->size,
-                                           false)) {
-        return KVM_GMEM_OK;
+    gmem_synced_forget_offsets(p->rb, runs[0].offset, size,
+                               gpa - runs[0].offset, false);
+    for (i = 0; i < n; i++) {
+        runs[i].done = true;
     }
-    /* A listener (VFIO) cannot map it: it does not become shared. */
-    ram_block_attributes_state_change(attr, run->offset, run->size, true);
-    if (kvm_gmem_kernel_set_attributes(gpa, run->size, true)) {
-        /* Shared it stays, in KVM and in the record. */
-        ram_block_attributes_state_change(attr, run->offset, run->size,
-                                          false);
-    } else {
-        run->done = false;
-    }
-    return KVM_GMEM_REJECT_LISTENER;
+    return to_private ? KVM_GMEM_OK : gmem_runs_shared(p, runs, n);
 }
 
 /* The runs of @pieces not in the target state yet, into @runs. */
@@ -778,6 +911,71 @@ static void gmem_collect_runs(GArray *pieces, bool to_private, GArray *runs)
     }
 }
 
+/* The runs of the piece @runs[@i] is in, from there: how many. */
+static guint gmem_piece_runs(GArray *runs, guint i)
+{
+    guint n = 1;
+
+    while (i + n < runs->len &&
+           g_array_index(runs, KvmGmemRun, i + n).piece ==
+           g_array_index(runs, KvmGmemRun, i).piece) {
+        n++;
+    }
+    return n;
+}
+
+/* Free the stale side of what @n runs of @p changed, and count them. */
+static void gmem_runs_done(const KvmGmemPiece *p, KvmGmemRun *runs, guint n,
+                           bool to_private, KvmGmemConvertMode mode)
+{
+    KvmGmemBlockStats *st = &gmem_block(p->rb)->stats;
+    uint64_t end = runs[n - 1].offset + runs[n - 1].size;
+    bool all = true, any = false;
+
+    for (guint i = 0; i < n; i++) {
+        KvmGmemRun *run = &runs[i];
+
+        all &= run->done;
+        any |= run->done;
+        if (!run->done) {
+            if (!to_private && kvm_gmem_shared_side_huge(p->rb)) {
+                /* Private still: what kvm_gmem_populate_huge() allocated. */
+                kvm_gmem_discard_huge(p->rb, run->offset, run->size, true);
+            }
+            continue;
+        }
+        if (to_private) {
+            st->bytes_to_private += run->size;
+        } else {
+            st->bytes_to_shared += run->size;
+        }
+    }
+    /* A request counts once per piece it converted part of. */
+    st->conversions_to_private += to_private && any;
+    st->conversions_to_shared += !to_private && any;
+    if (mode == GMEM_CONVERT_LAUNCH) {
+        return;     /* the shared copy is the launch's source */
+    }
+    /*
+     * The stale side: the shared copy, or the guest_memfd's. Between the
+     * runs the pages were in the target state already, so their copy on
+     * that side is stale too: one discard over the span, unless discards
+     * are pending, which may be of those pages (a queued one is done
+     * before its range changes, and the worker may be freeing one now).
+     */
+    if (all && !kvm_gmem_discard_backlog()) {
+        kvm_gmem_discard(p->rb, runs[0].offset, end - runs[0].offset,
+                         !to_private, false);
+        return;
+    }
+    for (guint i = 0; i < n; i++) {
+        if (runs[i].done) {
+            kvm_gmem_discard(p->rb, runs[i].offset, runs[i].size,
+                             !to_private, false);
+        }
+    }
+}
+
 /*
  * Convert the @runs of @pieces, validated and fenced: every run changes,
  * or, if one cannot, the runs changed before it change back. Stale copies
@@ -789,7 +987,7 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, GArray *runs,
                                          KvmGmemConvertMode mode)
 {
     KvmGmemReject r = KVM_GMEM_OK;
-    guint i, counted = G_MAXUINT;
+    guint i, n;
 
     for (i = 0; i < runs->len; i++) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
@@ -800,48 +998,30 @@ static KvmGmemReject gmem_convert_pieces(GArray *pieces, GArray *runs,
             return KVM_GMEM_REJECT_DISCARD;     /* nothing changed yet */
         }
     }
-    for (i = 0; i < runs->len && !r; i++) {
+    for (i = 0; i < runs->len && !r; i += n) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
 
-        r = gmem_run_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
-                            run, to_private);
+        n = gmem_piece_runs(runs, i);
+        r = gmem_runs_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
+                             run, n, to_private);
     }
-    while (r && i--) {
+    for (i = runs->len; r && i--;) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
         KvmGmemRun back = { run->piece, run->offset, run->size, false };
 
         if (run->done) {
-            gmem_run_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
-                            &back, !to_private);
+            gmem_runs_change(&g_array_index(pieces, KvmGmemPiece, run->piece),
+                             &back, 1, !to_private);
             run->done = !back.done;
             gmem.stats.rollback_failures += run->done;
         }
     }
-    for (i = 0; i < runs->len; i++) {
+    for (i = 0; i < runs->len; i += n) {
         KvmGmemRun *run = &g_array_index(runs, KvmGmemRun, i);
-        KvmGmemPiece *p = &g_array_index(pieces, KvmGmemPiece, run->piece);
-        KvmGmemBlockStats *st = &gmem_block(p->rb)->stats;
 
-        if (!run->done) {
-            if (!to_private && kvm_gmem_shared_side_huge(p->rb)) {
-                /* Private still: what kvm_gmem_populate_huge() allocated. */
-                kvm_gmem_discard_huge(p->rb, run->offset, run->size, true);
-            }
-            continue;
-        }
-        if (mode != GMEM_CONVERT_LAUNCH) {
-            /* The stale side: the shared copy, or the guest_memfd's. */
-            kvm_gmem_discard(p->rb, run->offset, run->size, !to_private, false);
-        }
-        /* A request counts once per piece it converted part of. */
-        if (to_private) {
-            st->conversions_to_private += run->piece != counted;
-            st->bytes_to_private += run->size;
-        } else {
-            st->conversions_to_shared += run->piece != counted;
-            st->bytes_to_shared += run->size;
-        }
-        counted = run->piece;
+        n = gmem_piece_runs(runs, i);
+        gmem_runs_done(&g_array_index(pieces, KvmGmemPiece, run->piece), run,
+                       n, to_private, mode);
     }
     return r;
 }
