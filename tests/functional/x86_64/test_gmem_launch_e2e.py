@@ -293,6 +293,29 @@ class LaunchEndToEnd(QemuSystemTest):
         cbitpos = self.host_cbitpos()
         self.check_snp(cbitpos, None, '-cpu', 'EPYC-Rome', '-smp', '2')
 
+    def test_snp_reset_before_cont(self):
+        """
+        A system_reset between -S and the first run (issue 25, item 5)
+        rewrites the firmware's shared copy and asks the manager to reset
+        the record, before the launch hashes anything: the launch still
+        measures what the commands read, and that is V1, the dry run's.
+        Fails if the reset freed or changed the launch's sources.
+        """
+        cbitpos = self.host_cbitpos()
+        args = ('-cpu', 'EPYC-v4', '-smp', '1')
+
+        def reset(vm, report):
+            vm.cmd('system_reset')
+            vm.event_wait('RESET', timeout=60)
+
+        vm, info, events = self.launch(SNP_FW, SNP_CGS % cbitpos, *args,
+                                       before_cont=reset)
+        self.assertEqual(self.measured(events)['measurement'],
+                         info['measurement'])
+        self.assertEqual(info['measurement'], V1)
+        self.assert_launch_private(vm, info)
+        vm.shutdown()
+
     def test_snp_kernel_hashes(self):
         """
         kernel-hashes=on with -kernel, -initrd and -append: the hashes
