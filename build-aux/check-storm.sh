@@ -46,7 +46,7 @@ QEMU_GMEM_RIG_STORM=1 QEMU_GMEM_STORM_REQUESTS=${QEMU_GMEM_STORM_REQUESTS:-10000
                 status=$?
                 cp -r /tmp/gmem-storm/tests/functional "$2/logs"
                 exit $status' storm \
-    "$src/tests/functional/x86_64/test_gmem_sw_protected.py" "$out" \
+    "$src/tests/functional/x86_64/test_gmem_sw_storms.py" "$out" \
     $((limit - 180)) \
     > "$out/tap.log" 2>&1
 status=$?

@@ -1,7 +1,7 @@
 /*
  * Test guest: RAM whose shared side is of huge pages (hugetlb). The host
  * watches the huge page pool at each checkpoint (HugetlbSharedSide in
- * tests/functional/x86_64/test_gmem_sw_protected.py). Needs a VM with
+ * tests/functional/x86_64/test_gmem_sw_hugetlb.py). Needs a VM with
  * private memory: run it by name in the nested rig.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later

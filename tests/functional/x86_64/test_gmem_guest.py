@@ -142,7 +142,7 @@ class MemslotZap(QemuSystemTest):
     kernel offers KVM_X86_QUIRK_SLOT_ZAP_ALL): what each policy asks of
     the kernel and reports. This KVM counts no page faults in pf_taken,
     so what the policies cost is measured in the nested rig
-    (test_gmem_sw_protected.MemslotZapFaults).
+    (test_gmem_sw_lifetimes.MemslotZapFaults).
     """
 
     def setUp(self):

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 #
 # Runs the tests that need what the host's KVM may lack inside the nested
-# rig (tests/rig): KVM_X86_SW_PROTECTED_VM (test_gmem_sw_protected, and
-# the SEV-SNP and TDX launch on it through the launch stand-in,
-# test_gmem_launch_e2e) and in-place guest_memfd (test_gmem_inplace), each
-# file in an L1 boot of its own, and relays their TAP output, so each of
-# them is a test case of this one.
+# rig (tests/rig): KVM_X86_SW_PROTECTED_VM (the test_gmem_sw_*.py files,
+# together through run_gmem_sw_protected.py, and the SEV-SNP and TDX
+# launch on it through the launch stand-in, test_gmem_launch_e2e) and
+# in-place guest_memfd (test_gmem_inplace), each in an L1 boot of its own,
+# and relays their TAP output, so each of them is a test case of this one.
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -23,10 +23,12 @@ MARGIN = 300
 
 
 # The L1 boots, in this order (the in-place tests are short): a test
-# file, its arguments, and what the boot sets besides.
+# file (or run_gmem_sw_protected.py, which runs the sw-protected-vm test
+# files, split by subject, as one), its arguments, and what the boot sets
+# besides.
 RUNS = (
     ('test_gmem_inplace.py', (), {}),
-    ('test_gmem_sw_protected.py', (), {}),
+    ('run_gmem_sw_protected.py', (), {}),
     # TDX needs a guest physical address width of 48 or 52, which QEMU
     # caps at L1's MAXPHYADDR (tests/launch-standin/README.md).
     ('test_gmem_launch_e2e.py', (), {'RIG_QEMU_ARGS': '-cpu max,phys-bits=48'}),
@@ -34,7 +36,7 @@ RUNS = (
     # about 10 min. On single-threaded TCG, where the nested SVM holds
     # under 4 busy vCPUs (tests/rig/README.md); make check-storm runs
     # 100,000.
-    ('test_gmem_sw_protected.py', ('-k', 'test_random_requests_storm'),
+    ('test_gmem_sw_storms.py', ('-k', 'test_random_requests_storm'),
      {'RIG_TCG_THREAD': 'single', 'QEMU_GMEM_RIG_STORM': '1',
       'QEMU_GMEM_STORM_REQUESTS': '10000'}),
 )
@@ -108,7 +110,7 @@ def main():
     env = dict(os.environ)
     # L1 sees the host read-only; its /tmp is its own tmpfs.
     env['QEMU_BUILD_ROOT'] = '/tmp/gmem-rig-build'
-    # Room for the 4-vCPU storm (test_gmem_sw_protected.STORM_VCPUS).
+    # Room for the 4-vCPU storms (qemu_test/gmem_sw_protected.STORM_VCPUS).
     env.setdefault('RIG_SMP', '4')
     # An edu behind an IOMMU, bound to vfio-pci, for DeviceAssignment.
     env.setdefault('RIG_VFIO', '1')
