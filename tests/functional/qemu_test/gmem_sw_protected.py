@@ -86,7 +86,7 @@ class SwProtectedVmTest(RigGuestTest):
             '-m', mem, '-smp', str(smp), *extra, *sw_protected_vm_args(),
             reboot=reboot)
 
-    def sweep(self, log, private_reads_zero=True):
+    def sweep(self, log, private_reads_zero=True, blocks=('pc.ram',)):
         """
         The record-versus-KVM sweep, at the guest's sweep_mark checkpoint:
         the guest wrote a word in every free page, whatever its state;
@@ -94,26 +94,33 @@ class SwProtectedVmTest(RigGuestTest):
         which must be the pages the manager's record calls shared; and
         with @private_reads_zero, on a private page it shows zero (the
         shared copy was freed). Returns the number of free pages that are
-        private; the guest stays halted at its checkpoint.
+        private; the guest stays halted at its checkpoint. @blocks: the
+        RAMBlocks of the RAM below 4 GiB, in guest physical order from 0
+        (NUMA nodes' memdevs), pc.ram unless the test made others.
         """
         import numpy
 
         fields = self.checkpoint(log, 'sweep_mark')
         n = int(fields['sweep'])
-        ram = [b for b in self.vm.cmd('query-guest-memfd', ranges=True)
-               ['blocks'] if b['id'] == 'pc.ram'][0]
-        self.assertFalse(ram['ranges-truncated'])
-        record_private = numpy.zeros(ram['size'] // 4096, dtype=bool)
-        for r in ram['ranges']:
-            if r['private']:
-                record_private[r['offset'] // 4096:
-                               (r['offset'] + r['size']) // 4096] = True
+        listed = {b['id']: b for b in self.vm.cmd(
+            'query-guest-memfd', ranges=True)['blocks']}
+        parts = []
+        for name in blocks:
+            ram = listed[name]
+            self.assertFalse(ram['ranges-truncated'])
+            part = numpy.zeros(ram['size'] // 4096, dtype=bool)
+            for r in ram['ranges']:
+                if r['private']:
+                    part[r['offset'] // 4096:
+                         (r['offset'] + r['size']) // 4096] = True
+            parts.append(part)
+        record_private = numpy.concatenate(parts)
         private, pages, disagree = 0, 0, []
         chunk = 16 << 20
         for start, end in parse_ranges(fields['ranges']):
             start, end = -(-start // 4096) * 4096, end // 4096 * 4096
-            # pc.ram maps guest physical 0 at offset 0, below 4 GiB.
-            self.assertLessEqual(end, ram['size'])
+            # The blocks map guest physical 0 on, below 4 GiB.
+            self.assertLessEqual(end, len(record_private) * 4096)
             for lo in range(start, end, chunk):
                 hi = min(lo + chunk, end)
                 firsts = read_words(self.vm, self.workdir, lo, hi - lo)[::512]

@@ -106,20 +106,21 @@ class ResetAndLifetimes(SwProtectedVmTest):
 
     def test_slot_attribute_failure_is_retried(self):
         # Issue 24, defect 9: KVM refuses the attributes of a memslot being
-        # added (the guest's PAM write; an injected ENOMEM). QEMU used to
-        # exit; now the run stays unsettled and is retried (here with the
-        # next slot the same commit adds), and QEMU, the guest and the
-        # record go on consistent.
+        # added (a PAM write: SeaBIOS's first shadowing of itself, the
+        # first time those GPAs map pc.ram; an injected ENOMEM). QEMU used
+        # to exit; now the run stays unsettled and is retried (with the
+        # next slot), and QEMU, the guest and the record go on consistent.
+        # Later PAM flips put the slots back where KVM has the record's
+        # attributes already, and make no call (issue 27).
         trace = os.path.join(self.workdir, 'trace.log')
         log = self.boot('hold,pam_convert,sweep_mark cpus=1 toggles=1 '
                         'checkpoints=1', accel=FAULT_INJECTION, extra=(
-                            '-trace', 'kvm_gmem_fault_injected',
+                            '-S', '-trace', 'kvm_gmem_fault_injected',
                             '-trace', 'kvm_gmem_slot_*', '-D', trace))
-        self.checkpoint(log, 'hold')
-        # PAM0 to DRAM adds one slot; back to read-only DRAM three, of
-        # which the second is 0xf0000-0xfffff: the third call fails.
         self.vm.cmd('x-guest-memfd-inject-fault', call='set-attributes',
-                    error='enomem', skip=2)
+                    error='enomem')
+        self.vm.cmd('cont')
+        self.checkpoint(log, 'hold')
         self.vm.cmd('inject-nmi')
         self.assertEqual(self.sweep(log), 0)
         self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
@@ -132,7 +133,9 @@ class ResetAndLifetimes(SwProtectedVmTest):
         self.assertEqual(log.results()['pam_convert'], ('PASS', ''))
         self.assertEqual(sum(stats['rejected'].values()), 0)
         self.assertEqual(len(re.findall('kvm_gmem_fault_injected', events)), 1)
-        self.assertEqual(len(re.findall('kvm_gmem_slot_settled', events)), 1)
+        self.assertEqual(len(re.findall('kvm_gmem_slot_settled', events)), 1,
+                         events)
+        self.assertTrue(re.findall('kvm_gmem_slot_synced', events), events)
         self.assertEqual(self.vm.get_log().count('KVM refused its attributes'),
                          1, self.vm.get_log())
 
