@@ -90,10 +90,11 @@ class Storms(SwProtectedVmTest):
         # speed of the rig: refused, the read must land in the buffer;
         # converted, the read must have ended first, so a marker written
         # after the conversion must survive it (tests_virtio.c,
-        # storm_dma()). Mutation: gmem_fence_leased() answering false (a
-        # conversion ignores host I/O's leases) makes CPU 0 count data
-        # errors. The guest fails on any unexpected answer or data error,
-        # and QEMU must keep running to the guest's exit.
+        # storm_dma()). Mutation, reasoned and not yet run:
+        # gmem_fence_leased() answering false (a conversion ignores host
+        # I/O's leases) lets the read's zeros land on CPU 0's marker, a
+        # data error. The guest fails on any unexpected answer or data
+        # error, and QEMU must keep running to the guest's exit.
         #
         # A guest reset (under -no-reboot QEMU exits 0 before the guest's
         # result) fails the test; it is never booted again. Not
