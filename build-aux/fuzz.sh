@@ -28,8 +28,9 @@ cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
  -iquote $bld -iquote $src/include $(pkg-config --cflags glib-2.0)"
 libs="$(pkg-config --libs glib-2.0)"
 
-# The conversion manager is compiled as QEMU compiles it: its include
-# paths and defines, read from the build's compile_commands.json.
+# The conversion manager (kvm-gmem.c and the files of gmem-state.h) is
+# compiled as QEMU compiles it: its include paths and defines, read from
+# the build's compile_commands.json.
 manager_flags=$("$repo/build-aux/compile-flags.py" "$bld/compile_commands.json" \
                 accel/kvm/gmem/kvm-gmem.c)
 
@@ -38,7 +39,7 @@ manager_flags=$("$repo/build-aux/compile-flags.py" "$bld/compile_commands.json" 
 harnesses="request:gmem-request.c
 discard-queue:gmem-discard-queue.c
 launch-plan:launch-plan.c,launch-digest.c,util
-manager:kvm-gmem.c,gmem-discard.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
+manager:kvm-gmem.c,gmem-blocks.c,gmem-slots.c,gmem-convert.c,gmem-host-io.c,gmem-reset.c,gmem-launch.c,gmem-discard.c,gmem-discard-queue.c,gmem-lease.c,gmem-lookup.c,gmem-request.c,gmem-runs.c,trace,util,target"
 
 execs_total=0 findings_total=0 unbuilt=0 n=0
 # The plan first: a harness that drops out leaves a short plan.

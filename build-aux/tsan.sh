@@ -67,9 +67,9 @@ PY
 case $mutate in
 '') ;;
 defect1) mutated defect1 "$work/gmem/gmem-kernel.c" ;;
-lease-lock) mutated lease-lock "$work/gmem/kvm-gmem.c" ;;
+lease-lock) mutated lease-lock "$work/gmem/gmem-host-io.c" ;;
 defect3) mutated defect3 "$work/system/ram-block-attributes.c" ;;
-defect10) mutated defect10 "$work/gmem/kvm-gmem.c" ;;
+defect10) mutated defect10 "$work/gmem/gmem-host-io.c" ;;
 *) echo "tsan: unknown TSAN_MUTATE=$mutate" >&2; exit 2 ;;
 esac
 
@@ -82,7 +82,14 @@ cflags="-g -O1 -fsanitize=thread -fno-omit-frame-pointer -std=gnu11
  -D_GNU_SOURCE -Wno-unused-command-line-argument"
 
 # file to compile : the file whose flags it takes
-units="$work/gmem/gmem-discard.c:accel/kvm/gmem/gmem-discard.c
+units="$work/gmem/kvm-gmem.c:accel/kvm/gmem/kvm-gmem.c
+$work/gmem/gmem-blocks.c:accel/kvm/gmem/gmem-blocks.c
+$work/gmem/gmem-slots.c:accel/kvm/gmem/gmem-slots.c
+$work/gmem/gmem-convert.c:accel/kvm/gmem/gmem-convert.c
+$work/gmem/gmem-host-io.c:accel/kvm/gmem/gmem-host-io.c
+$work/gmem/gmem-reset.c:accel/kvm/gmem/gmem-reset.c
+$work/gmem/gmem-launch.c:accel/kvm/gmem/gmem-launch.c
+$work/gmem/gmem-discard.c:accel/kvm/gmem/gmem-discard.c
 $work/gmem/gmem-discard-queue.c:accel/kvm/gmem/gmem-discard-queue.c
 $work/gmem/gmem-kernel.c:accel/kvm/gmem/gmem-kernel.c
 $work/gmem/gmem-lease.c:accel/kvm/gmem/gmem-lease.c
@@ -106,7 +113,7 @@ for u in $units; do
     file=${u%%:*}
     o=$work/obj/$(basename "$file" .c).o
     f=$(flags_of "${u#*:}") || { built=no; break; }
-    # The gmem files and the harness, which includes kvm-gmem.c, find
+    # The gmem files and the harness, which includes gmem-state.h, find
     # the (maybe mutated) copies first.
     inc=
     case $file in "$work"/gmem/*|*/$name.c) inc=-I$work/gmem ;; esac

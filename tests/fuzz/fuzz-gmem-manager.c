@@ -1,17 +1,18 @@
 /*
  * libFuzzer harness: the conversion manager's state machine
- * (accel/kvm/gmem/kvm-gmem.c, compiled as it is in QEMU) driven by random
- * operation sequences: guest hypercalls and memory faults with any
- * arguments, operator conversions, launch conversions, host I/O leases
- * taken and dropped, a memslot that moves, system reset, a block
- * unplugged, and kernel calls and listeners that fail. After every step
- * it checks the manager against a model of what must hold: the record
- * equals KVM's attributes on every mapped page, a refused request changed
- * nothing (unless KVM refused to change a run back, which is counted),
- * every memory region reference is dropped, no lease covers a private
- * page, a page that changed state reads zeros on its new side once its
- * pending discards are done, and a shared side of huge pages is freed
- * only in whole huge pages that are private in every part.
+ * (accel/kvm/gmem/kvm-gmem.c and the files of gmem-state.h, compiled as
+ * they are in QEMU) driven by random operation sequences: guest
+ * hypercalls and memory faults with any arguments, operator conversions,
+ * launch conversions, host I/O leases taken and dropped, a memslot that
+ * moves, system reset, a block unplugged, and kernel calls and listeners
+ * that fail. After every step it checks the manager against a model of
+ * what must hold: the record equals KVM's attributes on every mapped
+ * page, a refused request changed nothing (unless KVM refused to change a
+ * run back, which is counted), every memory region reference is dropped,
+ * no lease covers a private page, a page that changed state reads zeros
+ * on its new side once its pending discards are done, and a shared side
+ * of huge pages is freed only in whole huge pages that are private in
+ * every part.
  *
  * What cannot exist in a fuzzing process is a stand-in, and only that:
  * KVM (the attribute ioctl, whose per-page state the stand-in keeps and

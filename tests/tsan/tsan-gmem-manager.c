@@ -1,10 +1,10 @@
 /*
  * ThreadSanitizer harness: the conversion manager under concurrency.
  *
- * The manager (accel/kvm/gmem/kvm-gmem.c, included below so that the
- * harness can ask whether the current thread holds gmem.lock; its
- * helpers, gmem-kernel.c among them, compiled beside it with the flags
- * QEMU compiles them with, as build-aux/fuzz.sh does), QEMU's own
+ * The manager (accel/kvm/gmem/kvm-gmem.c and the files of gmem-state.h,
+ * which the harness includes to ask whether the current thread holds
+ * gmem.lock; its helpers, gmem-kernel.c among them; each compiled with
+ * the flags QEMU compiles it with, as build-aux/fuzz.sh does), QEMU's own
  * system/ram-block-attributes.c (with our patch series: its listener
  * list, replay and bitmap), accel/accel-blocker.c (the ioctl inhibit)
  * and util/rcu.c, event.c and lockcnt.c are the real code, built with
@@ -47,8 +47,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
-#include "kvm-gmem.c"
-
+#include "qemu/osdep.h"
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -63,6 +62,19 @@
 #include "system/accel-blocker.h"
 #include "system/kvm_int.h"
 #include "standard-headers/asm-x86/kvm_para.h"
+#include "qapi/error.h"
+#include "qemu/bitmap.h"
+#include "qemu/lockable.h"
+#include "qemu/rcu.h"
+#include "exec/ramlist.h"
+#include "migration/blocker.h"
+#include "system/address-spaces.h"
+#include "system/kvm.h"
+#include "system/kvm-gmem.h"
+#include "system/ramblock.h"
+#include "system/reset.h"
+#include "gmem-manager.h"
+#include "gmem-state.h"
 
 #define PAGE            4096ULL
 #define GPA_PAGES       1024

@@ -6,8 +6,9 @@
  * that went shared. This frees it as guest-memfd-discard says (now, from
  * the async worker, or not at all), in whole huge pages for a shared
  * side of hugetlb, and keeps what could not be freed pending. The
- * manager (kvm-gmem.c) calls in with its lock held; its invariants there
- * say what the ordering rule guarantees. Here:
+ * manager (kvm-gmem.c and the files of gmem-state.h) calls in with its
+ * lock held; gmem-convert.c's invariants say what the ordering rule
+ * guarantees. Here:
  *  - a pending discard, queued or failed, is done before its range
  *    changes state again (kvm_gmem_flush_overlapping());
  *  - the worker frees without the lock; the discard it works on stays
@@ -278,8 +279,8 @@ static void gmem_zero_kept_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
  * Before a private run of a shared side of huge pages becomes shared:
  * allocate its huge pages, so that the guest's touch cannot find the pool
  * empty, and clear what kept ones hold. False if the pool cannot give
- * them; the run stays private, and gmem_convert_pieces() gives back what
- * was allocated.
+ * them; the run stays private, and kvm_gmem_convert_pieces() gives back
+ * what was allocated.
  */
 bool kvm_gmem_populate_huge(RAMBlock *rb, uint64_t offset, uint64_t size)
 {

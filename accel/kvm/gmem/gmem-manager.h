@@ -1,6 +1,7 @@
 /*
  * KVM guest_memfd layer: what the rest of the layer sees of the
- * conversion manager (kvm-gmem.c), which owns the state.
+ * conversion manager (kvm-gmem.c and the files of gmem-state.h), which
+ * owns the state.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
