@@ -241,7 +241,12 @@ static uint64_t gmem_host_run(RAMBlock *rb, uint64_t offset, uint64_t len,
     *shared = false;
     last = MIN(DIV_ROUND_UP(end, bs), attr->bitmap_size);
     if (first < last && !test_bit(first, attr->bitmap)) {
-        bit = find_next_bit(attr->bitmap, last, first);
+        /*
+         * From the next page: reset sets bits without a fence, and a
+         * search from @first that found it set by now would end the run
+         * before @offset, a length that wraps.
+         */
+        bit = find_next_bit(attr->bitmap, last, first + 1);
         end = MIN(end, (uint64_t)bit * bs);
     } else {
         end = MIN(end, (uint64_t)(first + 1) * bs);   /* fenced */
