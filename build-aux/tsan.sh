@@ -150,11 +150,18 @@ fi
 
 runlog=$out/$name${mutate:+-$mutate}.log
 status=0
+# The harness's own watchdog cannot see a hang after it (a mutation's
+# corrupted heap once hung pthread_join() at exit): bound the whole run.
 TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-    "$bin" "$time" > "$runlog" 2>&1 || status=$?
+    timeout -k 10 $((time + 120)) "$bin" "$time" > "$runlog" 2>&1 ||
+    status=$?
 reports=$(grep -c '^WARNING: ThreadSanitizer' "$runlog" || :)
 hang=no
 grep -q 'HANG:' "$runlog" && hang=yes
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    echo "HANG: the harness did not end within $((time + 120)) s" >> "$runlog"
+    hang=yes
+fi
 checks=no
 grep -q '^checks: ok' "$runlog" && checks=yes
 defect4=$(sed -n 's/^defect4: \([0-9]*\) .*/\1/p' "$runlog")
