@@ -19,8 +19,8 @@ void kvm_gmem_set_initially_shared(bool shared);
 /*
  * A guest_memfd-backed memslot of @size bytes at guest physical @start,
  * mapped at @host in QEMU, was just registered with KVM: give it its
- * initial attributes and record them. Exits QEMU on failure, as memslot
- * registration does.
+ * attributes as the record has them. A part KVM refuses stays unsettled
+ * and is retried (docs/devel/kvm-gmem.rst); QEMU runs on.
  */
 void kvm_gmem_slot_added(MemoryRegion *mr, hwaddr start, uint64_t size,
                          void *host);
