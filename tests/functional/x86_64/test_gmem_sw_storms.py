@@ -90,11 +90,15 @@ class Storms(SwProtectedVmTest):
         # speed of the rig: refused, the read must land in the buffer;
         # converted, the read must have ended first, so a marker written
         # after the conversion must survive it (tests_virtio.c,
-        # storm_dma()). Mutation, reasoned and not yet run:
-        # gmem_fence_leased() answering false (a conversion ignores host
-        # I/O's leases) lets the read's zeros land on CPU 0's marker, a
-        # data error. The guest fails on any unexpected answer or data
-        # error, and QEMU must keep running to the guest's exit.
+        # storm_dma()). What this does not catch (run, 2026-12-05):
+        # gmem_fence_leased() answering false, a conversion that ignores
+        # host I/O's leases, passes here, because null-co writes its zeros
+        # when the request starts and only then sleeps, so no data lands
+        # after the conversion; test_dma_lease_outlasts_timeout fails on
+        # it. A disk whose data lands at the end of its latency would make
+        # this storm catch it too. The guest fails on any unexpected
+        # answer or data error, and QEMU must keep running to the guest's
+        # exit.
         #
         # A guest reset (under -no-reboot QEMU exits 0 before the guest's
         # result) fails the test; it is never booted again. Not
