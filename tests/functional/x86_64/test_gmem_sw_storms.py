@@ -40,6 +40,23 @@ def rig_state_lost(report):
     return 'product or guest failure'
 
 
+
+def late_disk_args(path, iops=20):
+    """
+    A legacy virtio-blk disk of 1 MiB of zeros behind a throttle of @iops
+    requests a second: a request waits in the throttle, mapped, and its
+    data lands only at the end of the wait (unlike null-co's, which land
+    at once). ioeventfd=off and iommu_platform=off as slow_disk_args().
+    """
+    with open(path, 'wb') as f:
+        f.write(bytes(1048576))
+    return ['-object', 'throttle-group,id=late,x-iops-total=%d' % iops,
+            '-blockdev', 'driver=file,filename=%s,node-name=zeros' % path,
+            '-blockdev', 'driver=throttle,node-name=slow,'
+            'throttle-group=late,file=zeros',
+            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
+            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+
 class _QmpProbe:
     """A second QMP monitor, read with a timeout: a hung QEMU shows."""
 
@@ -83,20 +100,18 @@ class Storms(SwProtectedVmTest):
     """
 
     def test_dma_storm(self):
-        # STORM_VCPUS vCPUs: one keeps virtio-blk reads in flight (50 ms
-        # each) and asks for their buffers to go private under the DMA (a
-        # 5 ms lease timeout), the others convert random ranges of their
-        # own windows; everyone checks data. CPU 0's oracle holds at any
-        # speed of the rig: refused, the read must land in the buffer;
+        # STORM_VCPUS vCPUs: one keeps virtio-blk reads in flight (each
+        # waits in a throttle of 20 requests a second, its data landing at
+        # the end) and asks for their buffers to go private under the DMA
+        # (a 5 ms lease timeout), the others convert random ranges of
+        # their own windows; everyone checks data. CPU 0's oracle holds at
+        # any speed of the rig: refused, the read must land in the buffer;
         # converted, the read must have ended first, so a marker written
         # after the conversion must survive it (tests_virtio.c,
-        # storm_dma()). What this does not catch (run, 2026-12-05):
-        # gmem_fence_leased() answering false, a conversion that ignores
-        # host I/O's leases, passes here, because null-co writes its zeros
-        # when the request starts and only then sleeps, so no data lands
-        # after the conversion; test_dma_lease_outlasts_timeout fails on
-        # it. A disk whose data lands at the end of its latency would make
-        # this storm catch it too. The guest fails on any unexpected
+        # storm_dma()). Mutation, run 2026-12-05: gmem_fence_leased()
+        # answering false (conversions ignore leases) fails it with 1,088
+        # data errors on CPU 0; with null-co's disk, whose zeros land when
+        # a request starts, it passed. The guest fails on any unexpected
         # answer or data error, and QEMU must keep running to the guest's
         # exit.
         #
@@ -107,7 +122,8 @@ class Storms(SwProtectedVmTest):
         log = self.launch_guest(
             'dma_storm cpus=%d rounds=24' % STORM_VCPUS,
             '-accel', 'kvm,guest-memfd-lease-timeout=5',
-            '-m', '128M', '-smp', str(STORM_VCPUS), *slow_disk_args(50),
+            '-m', '128M', '-smp', str(STORM_VCPUS),
+            *late_disk_args(os.path.join(self.workdir, 'zeros.img')),
             *sw_protected_vm_args())
         self.vm.wait(timeout=self.timeout)
         log.poll()
