@@ -17,7 +17,7 @@ from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (parse_fields, read_words,
                                   sw_protected_vm_args)
 from qemu_test.gmem_sw_protected import (RIG_VCPUS, STORM_VCPUS,
-                                         SwProtectedVmTest, slow_disk_args)
+                                         SwProtectedVmTest)
 
 
 # The host's guest-memfd-convert requests beside the storm, at least.
@@ -40,7 +40,6 @@ def rig_state_lost(report):
     return 'product or guest failure'
 
 
-
 def late_disk_args(path, iops=20):
     """
     A legacy virtio-blk disk of 1 MiB of zeros behind a throttle of @iops
@@ -56,6 +55,7 @@ def late_disk_args(path, iops=20):
             'throttle-group=late,file=zeros',
             '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
             'disable-modern=on,ioeventfd=off,iommu_platform=off']
+
 
 class _QmpProbe:
     """A second QMP monitor, read with a timeout: a hung QEMU shows."""
