@@ -102,14 +102,13 @@ static KvmGmemReject gmem_runs_change(const KvmGmemPiece *p, KvmGmemRun *runs,
 
     trace_kvm_gmem_convert_run(gpa, size, to_private ? "private" : "shared");
     for (i = 0; i < n; i++) {
-        if (!to_private &&
-            !kvm_gmem_populate_huge(p->rb, runs[i].offset, runs[i].size)) {
-            return KVM_GMEM_REJECT_NO_MEMORY;
-        }
         if (to_private) {
             /* Listeners drop the range while QEMU may still map it. */
             ram_block_attributes_state_change(attr, runs[i].offset,
                                               runs[i].size, true);
+        } else if (!kvm_gmem_populate_huge(p->rb, runs[i].offset,
+                                           runs[i].size)) {
+            return KVM_GMEM_REJECT_NO_MEMORY;
         }
     }
     t0 = get_clock();

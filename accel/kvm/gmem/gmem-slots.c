@@ -47,7 +47,7 @@ static uint64_t gmem_slot_delta(const KvmGmemSlot *slot)
 /*
  * KVM's attributes of [gpa, gpa + size) change to what @rb records for
  * the offsets it maps there (@delta: GPA minus offset): what was known of
- * them for anything else mapped there goes. @rb NULL: for anything.
+ * them for anything else mapped there goes.
  */
 static void gmem_synced_forget_gpa(uint64_t gpa, uint64_t size, RAMBlock *rb,
                                    uint64_t delta)
@@ -88,7 +88,10 @@ void kvm_gmem_synced_forget_offsets(RAMBlock *rb, uint64_t offset,
  */
 static bool gmem_synced(const KvmGmemSlot *slot)
 {
-    for (guint i = 0; !kvm_gmem_legacy() && i < gmem.synced->len; i++) {
+    if (kvm_gmem_legacy()) {
+        return false;
+    }
+    for (guint i = 0; i < gmem.synced->len; i++) {
         KvmGmemSlot *e = &g_array_index(gmem.synced, KvmGmemSlot, i);
 
         if (e->rb == slot->rb && gmem_slot_delta(e) == gmem_slot_delta(slot) &&
