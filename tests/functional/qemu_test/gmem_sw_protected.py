@@ -27,18 +27,33 @@ STORM_VCPUS = 4
 FAULT_INJECTION = ',x-guest-memfd-fault-injection=on'
 
 
+def legacy_blk_args(node):
+    """
+    A legacy virtio-blk device on the block node @node, for the test
+    guest's driver. ioeventfd=off: the kick maps the buffer before it
+    returns. iommu_platform=off: a confidential guest turns it on for
+    virtio devices, and legacy virtio cannot have it.
+    """
+    return ['-device', 'virtio-blk-pci,drive=%s,disable-legacy=off,'
+            'disable-modern=on,ioeventfd=off,iommu_platform=off' % node]
+
+
+def pattern_file_args(path, byte, node):
+    """A block node @node: a file of 1 MiB at @path of @byte everywhere."""
+    with open(path, 'wb') as f:
+        f.write(bytes([byte]) * 1048576)
+    return ['-blockdev', 'driver=file,filename=%s,node-name=%s' % (path, node)]
+
+
 def slow_disk_args(latency_ms):
     """
-    A legacy virtio-blk disk for the test guest's driver that reads zeros
-    and takes @latency_ms per request, so a read stays in flight.
-    ioeventfd=off: the kick maps the buffer before it returns.
-    iommu_platform=off: a confidential guest turns it on for virtio
-    devices, and legacy virtio cannot have it.
+    A legacy virtio-blk disk that reads zeros and takes @latency_ms per
+    request, so a read stays in flight. null-co writes the zeros when a
+    request starts, then sleeps.
     """
     return ['-blockdev', 'null-co,node-name=slow,size=1048576,'
             'read-zeroes=on,latency-ns=%d' % (latency_ms * 1000000),
-            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
-            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+            *legacy_blk_args('slow')]
 
 
 def sweep_word(gpa, n):

@@ -16,16 +16,14 @@ from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (EXIT_FAILED, parse_fields, read_words,
                                   sw_protected_vm_args)
 from qemu_test.gmem_sw_protected import (RIG_VCPUS, SwProtectedVmTest,
+                                         legacy_blk_args, pattern_file_args,
                                          slow_disk_args)
 
 
 def pattern_disk_args(path, byte=0x5a):
     """A legacy virtio-blk disk of 1 MiB that reads @byte everywhere."""
-    with open(path, 'wb') as f:
-        f.write(bytes([byte]) * 1048576)
-    return ['-blockdev', 'driver=file,filename=%s,node-name=pattern' % path,
-            '-device', 'virtio-blk-pci,drive=pattern,disable-legacy=off,'
-            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+    return [*pattern_file_args(path, byte, 'pattern'),
+            *legacy_blk_args('pattern')]
 
 
 class HostIo(SwProtectedVmTest):

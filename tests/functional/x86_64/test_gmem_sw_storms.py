@@ -17,7 +17,8 @@ from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (parse_fields, read_words,
                                   sw_protected_vm_args)
 from qemu_test.gmem_sw_protected import (RIG_VCPUS, STORM_VCPUS,
-                                         SwProtectedVmTest)
+                                         SwProtectedVmTest, legacy_blk_args,
+                                         pattern_file_args)
 
 
 # The host's guest-memfd-convert requests beside the storm, at least.
@@ -44,17 +45,14 @@ def late_disk_args(path, iops=20):
     """
     A legacy virtio-blk disk of 1 MiB of zeros behind a throttle of @iops
     requests a second: a request waits in the throttle, mapped, and its
-    data lands only at the end of the wait (unlike null-co's, which land
-    at once). ioeventfd=off and iommu_platform=off as slow_disk_args().
+    data lands only at the end of the wait (unlike null-co's,
+    slow_disk_args(), which land at once).
     """
-    with open(path, 'wb') as f:
-        f.write(bytes(1048576))
     return ['-object', 'throttle-group,id=late,x-iops-total=%d' % iops,
-            '-blockdev', 'driver=file,filename=%s,node-name=zeros' % path,
+            *pattern_file_args(path, 0, 'zeros'),
             '-blockdev', 'driver=throttle,node-name=slow,'
             'throttle-group=late,file=zeros',
-            '-device', 'virtio-blk-pci,drive=slow,disable-legacy=off,'
-            'disable-modern=on,ioeventfd=off,iommu_platform=off']
+            *legacy_blk_args('slow')]
 
 
 class _QmpProbe:
