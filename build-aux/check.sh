@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run the fork's tests (every meson test whose name contains "gmem", or
-# those that match $1: unit tests, functional tests, the nested rig tier)
+# those that match $1: unit tests, functional tests, the nested rig tier;
+# the whole suite adds the house limits, fuzz, TSan, upstream and libvirt)
 # and end with "N passed, N failed, N skipped", counted per TAP test case,
 # after a line per tier. A skip that tests/allowed-skips does not list, a
 # tier that did not run and a short TAP plan are failures
@@ -72,16 +73,12 @@ fi
 where=" (the host's KVM lacks it: in the rig only)"
 [ "$host_in_place" = yes ] && where=" (and in the rig)"
 echo "check: where each tier runs:"
-echo "check:   unit, fuzz, tsan, upstream: on the host"
+echo "check:   house (the source tree's sizes), unit, fuzz, tsan, upstream: on the host"
 echo "check:   host: the test guest on the host's KVM and TCG; in-place guest_memfd: $host_in_place$where"
 echo "check:   rig: sw-protected-vm, in-place guest_memfd, device assignment, in L1"
 echo "check:   libvirt-host: the plain domain; the in-place one: $host_in_place"
 echo "check:   libvirt-rig: the in-place and sw-protected-vm domains under L1's libvirtd"
 
-rm -f "$bld/meson-logs/testlog.json"
-# shellcheck disable=SC2086
-meson test -C "$bld" --print-errorlogs --num-processes 1 $tests
-status=$?
 # tap_tier NAME WHAT CMD...: in the whole suite, run CMD (a TAP producer)
 # into $cache/NAME-check.tap, showing what is not a result line.
 tap_tier() {
@@ -92,6 +89,14 @@ tap_tier() {
     shift 2
     "$@" | tee "$tap" | grep -v '^ok\|^not ok\|^1\.\.'
 }
+# The house limits first: they need nothing built and take milliseconds.
+tap_tier house "house limits (build-aux/house.py)" \
+    "$repo/build-aux/house.py" --tap
+
+rm -f "$bld/meson-logs/testlog.json"
+# shellcheck disable=SC2086
+meson test -C "$bld" --print-errorlogs --num-processes 1 $tests
+status=$?
 # The fuzz harnesses and the TSan harness, briefly (make fuzz, make tsan:
 # long).
 tap_tier fuzz "fuzz harnesses, ${FUZZ_CHECK_TIME:-5} s each" \
@@ -114,6 +119,7 @@ if [ "$filter" = gmem ]; then
 fi
 if [ "$filter" = gmem ]; then
     "$repo/build-aux/test-summary.py" "$bld/meson-logs/testlog.json" \
+        house="$cache/house-check.tap" \
         fuzz="$cache/fuzz-check.tap" tsan="$cache/tsan-check.tap" \
         upstream="$upstream_tap" \
         libvirt="$libvirt_tap" ||

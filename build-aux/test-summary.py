@@ -7,8 +7,9 @@ all, and end with "N passed, N failed, N skipped".
 
 TESTLOG.json is meson's log of the gmem tests; each of its tests belongs to
 the unit, host or rig tier by name. Each TIER=TAPFILE names a plain TAP
-file (fuzz=..., tsan=..., upstream=..., libvirt=...; the libvirt file holds the host
-and the rig tier, told apart by "in the rig" in a test's name).
+file (house=..., fuzz=..., tsan=..., upstream=..., libvirt=...; the
+libvirt file holds the host and the rig tier, told apart by "in the rig"
+in a test's name).
 
 What counts as a failure, besides "not ok":
   - a skip that tests/allowed-skips does not allow for its tier;
@@ -31,8 +32,8 @@ ALLOWED = os.path.join(REPO, 'tests', 'allowed-skips')
 # Lines of a failed test's output shown under its "failed:" line.
 TAIL = 12
 
-TIERS = ('unit', 'host', 'rig', 'fuzz', 'tsan', 'upstream', 'libvirt-host',
-         'libvirt-rig')
+TIERS = ('house', 'unit', 'host', 'rig', 'fuzz', 'tsan', 'upstream',
+         'libvirt-host', 'libvirt-rig')
 
 RESULT = re.compile(r'^(ok|not ok)\b\s*(\d+)?\s*([^#]*)(#\s*(\w+)\b\s*(.*))?')
 PLAN = re.compile(r'^1\.\.(\d+)\s*(#\s*SKIP\b\s*(.*))?', re.I)
