@@ -7,6 +7,8 @@
 #define SYSTEM_KVM_GMEM_H
 
 #include "system/memory.h"
+#include "system/kvm.h"
+#include "system/ramblock.h"
 
 /*
  * The state guest_memfd-backed memory has when its memslot appears.
@@ -103,12 +105,12 @@ uint64_t kvm_gmem_lease_take(RAMBlock *rb, uint64_t offset, uint64_t size);
 void kvm_gmem_lease_drop(RAMBlock *rb, uint64_t offset);
 
 /*
- * QEMU's own access to guest RAM (flatview_read_continue() and
- * flatview_write_continue(): the monitor's x/xp, pmemsave, device
- * emulation that reads or writes without a mapping) of @len bytes at
- * @offset of @rb, a block with a private side (rb->attributes; the caller
- * tests that pointer, so other blocks pay nothing more), whose host
- * mapping there is @host. The shared pages are copied, each run under a
+ * QEMU's own access to guest RAM of @len bytes at @offset of @rb, a block
+ * with a private side (rb->attributes), whose host mapping there is
+ * @host: the monitor's x/xp, pmemsave, dump-guest-memory, the ld/st
+ * family, device emulation that reads or writes without a mapping
+ * (virtio's rings among them: address_space_cache_init() gives such
+ * blocks no host pointer). The shared pages are copied, each run under a
  * lease for the copy; a private page, or one being converted, is never
  * touched: a read gets zeros, a write is dropped. Touching the shared
  * side of a private page would allocate it again, or raise SIGBUS if it
@@ -119,6 +121,70 @@ void kvm_gmem_host_read(RAMBlock *rb, uint64_t offset, void *buf,
                         const void *host, uint64_t len);
 void kvm_gmem_host_write(RAMBlock *rb, uint64_t offset, void *host,
                          const void *buf, uint64_t len);
+
+/*
+ * The calls physmem.c makes in place of upstream's memcpy() to and from
+ * guest RAM: blocks without a private side pay one pointer test.
+ */
+static inline void kvm_gmem_ram_read(RAMBlock *rb, ram_addr_t offset,
+                                     void *buf, const void *host, size_t len)
+{
+    if (unlikely(rb->attributes)) {
+        kvm_gmem_host_read(rb, offset, buf, host, len);
+    } else {
+        memcpy(buf, host, len);
+    }
+}
+
+static inline void kvm_gmem_ram_write(RAMBlock *rb, ram_addr_t offset,
+                                      void *host, const void *buf, size_t len)
+{
+    if (unlikely(rb->attributes)) {
+        kvm_gmem_host_write(rb, offset, host, buf, len);
+    } else {
+        memmove(host, buf, len);
+    }
+}
+
+/*
+ * The ld/st family (memory_ldst.c.inc) loads from, and stores to, the
+ * pointer these return for @offset of @rb: the host's, or for a block
+ * with a private side @bounce, which kvm_gmem_ram_load_ptr() fills and
+ * kvm_gmem_ram_stored() writes back. @bounce must outlive the access.
+ */
+static inline void *kvm_gmem_ram_load_ptr(RAMBlock *rb, ram_addr_t offset,
+                                          size_t len, uint64_t *bounce)
+{
+    void *host = qemu_map_ram_ptr(rb, offset);
+
+    if (unlikely(rb->attributes)) {
+        kvm_gmem_host_read(rb, offset, bounce, host, len);
+        return bounce;
+    }
+    return host;
+}
+
+static inline void *kvm_gmem_ram_store_ptr(RAMBlock *rb, ram_addr_t offset,
+                                           uint64_t *bounce)
+{
+    return unlikely(rb->attributes) ? bounce : qemu_map_ram_ptr(rb, offset);
+}
+
+static inline void kvm_gmem_ram_stored(RAMBlock *rb, ram_addr_t offset,
+                                       const void *ptr, size_t len)
+{
+    if (unlikely(rb->attributes)) {
+        kvm_gmem_host_write(rb, offset, qemu_map_ram_ptr(rb, offset), ptr,
+                            len);
+    }
+}
+
+/*
+ * dump-guest-memory writes @len bytes from @host: @host itself, or where
+ * it is guest RAM with a private side a copy in which private pages read
+ * as zeros, valid until the next call (one dump runs at a time).
+ */
+void *kvm_gmem_dump_view(void *host, size_t len);
 
 /*
  * A RamDiscardListener (VFIO) of a RAMBlock with a private side is added

@@ -271,6 +271,13 @@ const char *qemu_ram_get_idstr(RAMBlock *rb)
     return rb->idstr;
 }
 
+/* kvm_gmem_dump_view()'s lookup: dump-guest-memory is not fuzzed. */
+RAMBlock *qemu_ram_block_from_host(void *ptr, bool round_offset,
+                                   ram_addr_t *offset)
+{
+    return NULL;
+}
+
 /* As upstream: bits change first; a refused populate leaves them set. */
 int ram_block_attributes_state_change(RamBlockAttributes *attr,
                                       uint64_t offset, uint64_t size,

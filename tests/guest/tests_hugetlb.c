@@ -7,6 +7,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "hypercall.h"
+#include "virtio.h"
 
 #define HUGE_PAGE (2 * MiB)
 
@@ -154,6 +155,80 @@ GUEST_TEST_EXPLICIT(huge_accept, "accept all free RAM in huge pages, then "
     if (wrong) {
         return test_fail("%lu pages did not read zero after a conversion, or "
                          "lost what the guest wrote", wrong);
+    }
+    return TEST_PASS;
+}
+
+/*
+ * A virtio-blk queue whose rings fill a huge page of their own, its
+ * requests' buffers in the next one. A read through the rings while they
+ * are shared; then the rings' huge page goes private (given back to the
+ * pool) and, once the host has emptied the pool, the guest resets the
+ * device, sets the queue up again in the private rings, queues a read and
+ * kicks. The device must not see the request: QEMU reads the rings'
+ * private pages as zeros, an empty queue (before issue 24's fix it read
+ * them through its host mapping, faulting the freed huge page back in:
+ * SIGBUS with the pool empty). Then the rings are shared again and, the
+ * device reset, a read completes.
+ */
+GUEST_TEST_EXPLICIT(huge_ring, "a virtio-blk queue in a huge page made "
+                    "private, kicked while the host's pool is empty, then "
+                    "shared again and reset (-device virtio-blk-pci,"
+                    "disable-legacy=off,ioeventfd=off; checkpoints=1)")
+{
+    uint64_t ring = window_base(2 * HUGE_PAGE);
+    uint64_t buf = ring + HUGE_PAGE, meta = buf + 4096;
+    struct virtio_dev dev;
+    struct virtq q;
+    bool completed;
+    long ret;
+    int id;
+
+    if (!ring) {
+        return test_fail("no free RAM for the rings");
+    }
+    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(&dev);
+    id = blk_read_start(&dev, &q, buf, meta);
+    if (id < 0 || !virtq_wait(&q, id, 1ULL << 30) || blk_status(meta)) {
+        return test_fail("a read through shared rings failed");
+    }
+
+    ret = convert_private(ring, HUGE_PAGE);
+    if (ret) {
+        return test_fail("rings to private: %ld", ret);
+    }
+    test_checkpoint("phase=private ring=0x%lx", ring);
+    /* The rings read zeros now: set them up again, in private memory. */
+    if (!virtio_probe(&dev, VIRTIO_ID_BLK) ||
+        !virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
+        return test_fail("cannot set up the queue in private memory");
+    }
+    virtio_driver_ok(&dev);
+    id = blk_read_start(&dev, &q, buf, meta);
+    completed = virtq_wait(&q, id, 1ULL << 24);
+    test_checkpoint("phase=kicked completed=%d", completed);
+    if (completed) {
+        return test_fail("the device read the request from private rings");
+    }
+
+    ret = convert_shared(ring, HUGE_PAGE);
+    if (ret) {
+        return test_fail("rings to shared: %ld", ret);
+    }
+    if (!virtio_probe(&dev, VIRTIO_ID_BLK) ||
+        !virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
+        return test_fail("cannot set up the queue again");
+    }
+    virtio_driver_ok(&dev);
+    id = blk_read_start(&dev, &q, buf, meta);
+    if (id < 0 || !virtq_wait(&q, id, 1ULL << 30) || blk_status(meta)) {
+        return test_fail("a read after the reset failed");
     }
     return TEST_PASS;
 }

@@ -119,62 +119,6 @@ GUEST_TEST_EXPLICIT(balloon, "tag every free page, then give the host the "
     return TEST_PASS;
 }
 
-/* virtio-blk request header and status. */
-#define VIRTIO_BLK_T_IN     0
-struct virtio_blk_req_hdr {
-    uint32_t type;
-    uint32_t reserved;
-    uint64_t sector;
-};
-
-#define BLK_STATUS_OFFSET   64
-
-/* The status byte of the request whose header is at @meta. */
-static uint8_t blk_status(uint64_t meta)
-{
-    /* Volatile: the device writes it. */
-    return *(volatile uint8_t *)(meta + BLK_STATUS_OFFSET);
-}
-
-/*
- * Start a 4 KiB read of sector 0 into @buf; the header and the status byte
- * live at @meta. Returns the request id.
- */
-static int blk_read_start(struct virtio_dev *dev, struct virtq *q,
-                          uint64_t buf, uint64_t meta)
-{
-    struct virtio_blk_req_hdr *hdr = (void *)meta;
-    struct virtq_buf bufs[3] = {
-        { meta, sizeof(*hdr), false },
-        { buf, 4096, true },
-        { meta + BLK_STATUS_OFFSET, 1, true },
-    };
-
-    hdr->type = VIRTIO_BLK_T_IN;
-    hdr->reserved = 0;
-    hdr->sector = 0;
-    *(uint8_t *)(meta + BLK_STATUS_OFFSET) = 0xff;
-    /* The device must see the request before the kick. */
-    barrier();
-    return virtq_submit(dev, q, bufs, 3);
-}
-
-/*
- * The legacy virtio-blk device and its request queue, ready to take
- * requests: TEST_PASS, or why not.
- */
-static enum test_result blk_open(struct virtio_dev *dev, struct virtq *q)
-{
-    if (!virtio_probe(dev, VIRTIO_ID_BLK)) {
-        return test_skip("no legacy virtio-blk device");
-    }
-    if (!virtio_queue_init(dev, q, 0)) {
-        return test_fail("cannot set up the request queue");
-    }
-    virtio_driver_ok(dev);
-    return TEST_PASS;
-}
-
 GUEST_TEST_EXPLICIT(dma_lease, "while a virtio-blk read into a page is in "
                     "flight, ask for that page and its neighbour to go "
                     "private; once it completes, ask again (-device "

@@ -57,15 +57,23 @@ bool virtio_probe(struct virtio_dev *dev, uint16_t device_id)
 
 bool virtio_queue_init(struct virtio_dev *dev, struct virtq *q, int index)
 {
-    uint8_t *mem;
+    if (queues_used == MAX_QUEUES) {
+        return false;
+    }
+    return virtio_queue_init_at(dev, q, index, queue_memory[queues_used++]);
+}
+
+bool virtio_queue_init_at(struct virtio_dev *dev, struct virtq *q, int index,
+                          void *memory)
+{
+    uint8_t *mem = memory;
     uint16_t size;
 
     outw(dev->io + VIRTIO_PCI_QUEUE_SEL, index);
     size = inw(dev->io + VIRTIO_PCI_QUEUE_NUM);
-    if (!size || size > VIRTQ_MAX_SIZE || queues_used == MAX_QUEUES) {
+    if (!size || size > VIRTQ_MAX_SIZE) {
         return false;
     }
-    mem = queue_memory[queues_used++];
     memset(mem, 0, sizeof(queue_memory[0]));
     *q = (struct virtq) {
         .index = index,
@@ -161,4 +169,51 @@ bool virtq_wait(struct virtq *q, int id, uint64_t spins)
         asm volatile("pause");
     }
     return false;
+}
+
+/* virtio-blk request header. */
+#define VIRTIO_BLK_T_IN     0
+struct virtio_blk_req_hdr {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+};
+
+#define BLK_STATUS_OFFSET   64
+
+uint8_t blk_status(uint64_t meta)
+{
+    /* Volatile: the device writes it. */
+    return *(volatile uint8_t *)(meta + BLK_STATUS_OFFSET);
+}
+
+int blk_read_start(struct virtio_dev *dev, struct virtq *q, uint64_t buf,
+                   uint64_t meta)
+{
+    struct virtio_blk_req_hdr *hdr = (void *)meta;
+    struct virtq_buf bufs[3] = {
+        { meta, sizeof(*hdr), false },
+        { buf, 4096, true },
+        { meta + BLK_STATUS_OFFSET, 1, true },
+    };
+
+    hdr->type = VIRTIO_BLK_T_IN;
+    hdr->reserved = 0;
+    hdr->sector = 0;
+    *(uint8_t *)(meta + BLK_STATUS_OFFSET) = 0xff;
+    /* The device must see the request before the kick. */
+    barrier();
+    return virtq_submit(dev, q, bufs, 3);
+}
+
+enum test_result blk_open(struct virtio_dev *dev, struct virtq *q)
+{
+    if (!virtio_probe(dev, VIRTIO_ID_BLK)) {
+        return test_skip("no legacy virtio-blk device");
+    }
+    if (!virtio_queue_init(dev, q, 0)) {
+        return test_fail("cannot set up the request queue");
+    }
+    virtio_driver_ok(dev);
+    return TEST_PASS;
 }

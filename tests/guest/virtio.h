@@ -56,6 +56,9 @@ struct virtq_buf {
 bool virtio_probe(struct virtio_dev *dev, uint16_t device_id);
 /* Set up queue @index in @q (its memory is the driver's). */
 bool virtio_queue_init(struct virtio_dev *dev, struct virtq *q, int index);
+/* The same, in the 16 KiB at @memory (4 KiB aligned). */
+bool virtio_queue_init_at(struct virtio_dev *dev, struct virtq *q, int index,
+                          void *memory);
 void virtio_driver_ok(struct virtio_dev *dev);
 
 /* Device config space (after the legacy header, no MSI-X). */
@@ -76,5 +79,16 @@ int virtq_submit(struct virtio_dev *dev, struct virtq *q,
 bool virtq_poll(struct virtq *q, int *id, uint32_t *len);
 /* Wait for request @id; false if it took more than @spins polls. */
 bool virtq_wait(struct virtq *q, int id, uint64_t spins);
+
+/*
+ * virtio-blk. blk_open(): the first legacy device and its request queue,
+ * ready to take requests: TEST_PASS, or why not. blk_read_start(): start
+ * a 4 KiB read of sector 0 into @buf, the header and the status byte at
+ * @meta; returns the request id. blk_status(): that status byte.
+ */
+enum test_result blk_open(struct virtio_dev *dev, struct virtq *q);
+int blk_read_start(struct virtio_dev *dev, struct virtq *q, uint64_t buf,
+                   uint64_t meta);
+uint8_t blk_status(uint64_t meta);
 
 #endif

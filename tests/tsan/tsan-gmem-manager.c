@@ -485,6 +485,16 @@ const char *qemu_ram_get_idstr(RAMBlock *rb)
     return rb->idstr;
 }
 
+/*
+ * kvm_gmem_dump_view()'s lookup: dump-guest-memory does not run here (its
+ * copy is kvm_gmem_host_read(), which this harness calls directly).
+ */
+RAMBlock *qemu_ram_block_from_host(void *ptr, bool round_offset,
+                                   ram_addr_t *offset)
+{
+    return NULL;
+}
+
 /* The two sides: a discard zeroes them. */
 int ram_block_discard_range(RAMBlock *rb, uint64_t offset, size_t length)
 {

@@ -21,10 +21,12 @@
  *    fenced) for the leases on them to end and fails with "leased" if
  *    they do not;
  *  - QEMU's own copies of guest RAM (flatview_read_continue() and
- *    flatview_write_continue(), patch 0018) touch only shared, unfenced
- *    pages, each run under a lease for the copy, taken and dropped like
- *    a mapping's, the copy made with the lock released; a private or
- *    fenced page reads as zeros and is not written (issue 24, defect 10).
+ *    flatview_write_continue(), the ld/st family and virtio's rings,
+ *    address_space_write_rom(), dump-guest-memory: patch 0018 and
+ *    kvm_gmem_dump_view()) touch only shared, unfenced pages, each run
+ *    under a lease for the copy, taken and dropped like a mapping's, the
+ *    copy made with the lock released; a private or fenced page reads as
+ *    zeros and is not written (issue 24, defect 10).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -290,4 +292,24 @@ void kvm_gmem_host_write(RAMBlock *rb, uint64_t offset, void *host,
                          const void *buf, uint64_t len)
 {
     gmem_host_access(rb, offset, host, buf, len, true);
+}
+
+void *kvm_gmem_dump_view(void *host, size_t len)
+{
+    static uint8_t *copy;
+    static size_t copy_size;
+    ram_addr_t offset;
+    RAMBlock *rb;
+
+    RCU_READ_LOCK_GUARD();
+    rb = qemu_ram_block_from_host(host, false, &offset);
+    if (!rb || !rb->attributes) {
+        return host;
+    }
+    if (copy_size < len) {
+        copy = g_realloc(copy, len);
+        copy_size = len;
+    }
+    kvm_gmem_host_read(rb, offset, copy, host, len);
+    return copy;
 }

@@ -10,18 +10,47 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import os
+import struct
 import time
 
 from qemu_test import QemuSystemTest
 from qemu_test.gmem_guest import (count_secret_words, meminfo, read_words,
                                   set_hugetlb_pool, sw_protected_vm_args)
-from qemu_test.gmem_sw_protected import RigGuestTest
+from qemu_test.gmem_sw_protected import (RigGuestTest, legacy_blk_args,
+                                         pattern_file_args)
 
 
 def hugetlb_pool():
     """L1's pool of 2 MiB pages: (free, reserved) from /proc/meminfo."""
     fields = meminfo()
     return fields['HugePages_Free'], fields['HugePages_Rsvd']
+
+
+def elf_range(elf, gpa, size):
+    """
+    The bytes an ELF core dump (dump-guest-memory, paging=false) has of
+    guest physical [gpa, gpa + size), zeros where it has none, and how
+    many it has. A guest_memfd block's private ranges are not in it: the
+    dump takes the populated (shared) parts of a RamDiscardManager's
+    memory only.
+    """
+    if elf[4] == 2:     # ELFCLASS64
+        phoff, = struct.unpack_from('<Q', elf, 0x20)
+        phentsize, phnum = struct.unpack_from('<HH', elf, 0x36)
+        phdr = '<I4xQ8xQQ'
+    else:
+        phoff, = struct.unpack_from('<I', elf, 0x1c)
+        phentsize, phnum = struct.unpack_from('<HH', elf, 0x2a)
+        phdr = '<II4xII'
+    out, covered = bytearray(size), 0
+    for i in range(phnum):
+        kind, off, paddr, filesz = struct.unpack_from(
+            phdr, elf, phoff + i * phentsize)
+        lo, hi = max(paddr, gpa), min(paddr + filesz, gpa + size)
+        if kind == 1 and lo < hi:       # PT_LOAD
+            out[lo - gpa:hi - gpa] = elf[off + lo - paddr:off + hi - paddr]
+            covered += hi - lo
+    return bytes(out), covered
 
 
 class HugetlbSharedSide(RigGuestTest):
@@ -48,11 +77,11 @@ class HugetlbSharedSide(RigGuestTest):
         super().tearDown()
         set_hugetlb_pool(0)
 
-    def boot_huge(self, command_line, accel=''):
+    def boot_huge(self, command_line, accel='', extra=()):
         return self.launch_guest(
             command_line, '-accel', 'kvm' + accel, '-m', '128M',
             '-object', 'memory-backend-memfd,id=ram0,size=128M,hugetlb=on,'
-            'hugetlbsize=2M', '-machine', 'memory-backend=ram0',
+            'hugetlbsize=2M', '-machine', 'memory-backend=ram0', *extra,
             *sw_protected_vm_args())
 
     def pool_at(self, log, phase):
@@ -154,26 +183,49 @@ class HugetlbSharedSide(RigGuestTest):
         self.assertGreaterEqual(accepted, 64 << 20)
         self.assertEqual(len(set(free.values())), 1, free)
 
-    def own_reads(self, private):
+    def qemu_ended(self, doing, e):
+        """Fail with QEMU's exit status (a SIGBUS is -7) and @e."""
+        for _ in range(50):
+            if self.vm.exitcode() is not None:
+                break
+            time.sleep(0.1)
+        self.fail('QEMU ended (exit status %s) %s: %r' %
+                  (self.vm.exitcode(), doing, e))
+
+    def dumped(self, gpa, size, fmt):
         """
-        pmemsave and HMP xp of @private (gpa, size) as QEMU sees them:
-        (the words, xp's words). Fails, with QEMU's exit status, if QEMU
-        ended doing it (a SIGBUS is -7).
+        dump-guest-memory in @fmt; for ELF, what the dump has of guest
+        physical [gpa, gpa + size), zeros where it has nothing.
+        """
+        path = os.path.join(self.workdir, 'dump.' + fmt)
+        self.vm.cmd('dump-guest-memory', paging=False, format=fmt,
+                    protocol='file:' + path)
+        if fmt != 'elf':
+            return None
+        with open(path, 'rb') as f:
+            elf = f.read()
+        os.unlink(path)
+        return elf_range(elf, gpa, size)[0]
+
+    def own_reads(self, private, dump=True):
+        """
+        pmemsave, HMP xp and with @dump dump-guest-memory (ELF and kdump)
+        of @private (gpa, size) as QEMU sees them: (the words, xp's words,
+        the ELF dump's bytes, zeros where it has none). Fails, with
+        QEMU's exit status, if QEMU ended doing it (a SIGBUS is -7).
         """
         try:
             data = read_words(self.vm, self.workdir, *private)
             xp = self.vm.cmd('human-monitor-command',
                              command_line='xp /8gx 0x%x' % private[0])
+            if dump:
+                self.dumped(*private, 'kdump-zlib')
+                dump = self.dumped(*private, 'elf')
         except Exception as e:      # the monitor's connection is gone
-            for _ in range(50):
-                if self.vm.exitcode() is not None:
-                    break
-                time.sleep(0.1)
-            self.fail('QEMU ended (exit status %s) reading private memory: '
-                      '%r' % (self.vm.exitcode(), e))
+            self.qemu_ended('reading private memory', e)
         words = [int(w, 16) for line in xp.splitlines() if ':' in line
                  for w in line.split(':', 1)[1].split()]
-        return data, words
+        return data, words, dump
 
     def test_own_reads_of_freed_huge_pages(self):
         """
@@ -198,10 +250,11 @@ class HugetlbSharedSide(RigGuestTest):
         self.pool_at(log, 'refused')
         self.assertEqual(hugetlb_pool()[0] - hugetlb_pool()[1], 0)
         private = (page + (2 << 20), accepted - 2 * (2 << 20))
-        data, xp = self.own_reads(private)
+        data, xp, dump = self.own_reads(private)
         self.assertEqual(len(data) * 8, private[1])
         self.assertFalse(data.any(), 'private huge pages read non-zero')
         self.assertEqual(xp, [0] * 8)
+        self.assertEqual(dump.count(0), private[1], 'dumped non-zero')
         self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
         self.assertEqual(hugetlb_pool()[0] - hugetlb_pool()[1], 0)
         set_hugetlb_pool(self.POOL)
@@ -237,18 +290,103 @@ class HugetlbSharedSide(RigGuestTest):
                         if line.startswith('RssShmem:')][0]
 
         before = rss_shmem()
-        data, xp = self.own_reads(private)
+        data, xp, _ = self.own_reads(private, dump=False)
         grown = rss_shmem() - before
+        # After the count: a dump reads the shared pages, faulting them in.
+        dump = self.own_reads(private)[2]
         self.log.info('RssShmem grew by %d bytes reading %d private',
                       grown, size)
         self.assertFalse(data.any())
         self.assertEqual(xp, [0] * 8)
+        self.assertEqual(dump.count(0), size, 'dumped non-zero')
         self.assertLess(grown, 4 << 20)
         self.vm.cmd('inject-nmi')
         self.checkpoint(log, 'convert_secret')
         self.vm.cmd('inject-nmi')
         self.finish(log)
         self.assertEqual(log.results()['convert_secret'], ('PASS', ''))
+
+    def test_dump_beside_a_conversion(self):
+        """
+        Issue 24, defect 10: a detached dump-guest-memory that the host's
+        guest-memfd-convert overtakes. The dump lists the shared ranges
+        when it starts; 16 MiB of them then go private (their huge pages
+        back to the pool) and the pool is emptied while the dump is
+        blocked writing to a pipe. Once let on, it writes zeros for those
+        pages and completes. Before the fix it wrote them from the host
+        mapping: with the pool empty the kernel could not fault the freed
+        huge pages in for write() and the dump failed (run 2026-12-05,
+        10.2.2 + patches 0001-0019); had the pool had pages, it would have
+        taken them.
+        """
+        log = self.boot_huge('huge_accept checkpoints=1')
+        self.assertEqual(self.checkpoint(log, 'huge_accept')['phase'],
+                         'touched')
+        fifo = os.path.join(self.workdir, 'dump.fifo')
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.vm.cmd('dump-guest-memory', paging=False, detach=True,
+                    protocol='file:' + fifo)
+        os.set_blocking(reader, True)
+        elf = bytearray(os.read(reader, 1 << 20))
+        gpa, size = 0x6000000, 16 << 20
+        self.vm.cmd('guest-memfd-convert', gpa=gpa, size=size, private=True)
+        self.wait_backlog_drained(30)
+        set_hugetlb_pool(0)
+        self.assertEqual(hugetlb_pool()[0] - hugetlb_pool()[1], 0)
+        try:
+            while True:
+                chunk = os.read(reader, 1 << 20)
+                if not chunk:
+                    break
+                elf += chunk
+            self.assertEqual(self.vm.cmd('query-dump')['status'],
+                             'completed')
+        except Exception as e:
+            self.qemu_ended('dumping memory made private meanwhile', e)
+        os.close(reader)
+        data, covered = elf_range(bytes(elf), gpa, size)
+        self.assertEqual(covered, size, 'the range was private at the start')
+        self.assertEqual(data.count(0), size, 'dumped non-zero')
+        for _ in range(50):         # the dump's end resumes the VM
+            if self.vm.cmd('query-status')['status'] == 'running':
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+        set_hugetlb_pool(self.POOL)
+        self.vm.shutdown()
+
+    def test_virtio_ring_in_freed_huge_pages(self):
+        """
+        Issue 24, defect 10: a virtio-blk queue whose rings the guest made
+        private (their huge page back in the pool), kicked with the pool
+        empty. QEMU reads the private rings as zeros: the device sees no
+        request (it calls the queue broken), QEMU runs on, and once the
+        rings are shared again a reset device reads. Before the fix QEMU
+        read the rings through its host mapping (the MemoryRegionCache
+        pointer virtio keeps) and died of SIGBUS at the kick.
+        """
+        disk = pattern_file_args(os.path.join(self.workdir, 'disk.img'),
+                                 0x5a, 'disk')
+        log = self.boot_huge('huge_ring checkpoints=1',
+                             extra=(*disk, *legacy_blk_args('disk')))
+        fields = self.checkpoint(log, 'huge_ring')
+        self.assertEqual(fields['phase'], 'private')
+        self.wait_backlog_drained(30)
+        set_hugetlb_pool(0)
+        self.assertEqual(hugetlb_pool()[0] - hugetlb_pool()[1], 0)
+        self.vm.cmd('inject-nmi')
+        try:
+            fields = self.checkpoint(log, 'huge_ring')
+        except AssertionError as e:
+            self.qemu_ended('at the kick of private rings', e)
+        self.assertEqual(fields, {'phase': 'kicked', 'completed': '0'})
+        self.assertEqual(self.vm.cmd('query-status')['status'], 'running')
+        self.assertEqual(hugetlb_pool()[0] - hugetlb_pool()[1], 0)
+        set_hugetlb_pool(self.POOL)
+        self.vm.cmd('inject-nmi')
+        self.finish(log)
+        self.assertEqual(log.results()['huge_ring'], ('PASS', ''))
 
 
 if __name__ == '__main__':
