@@ -17,6 +17,7 @@
 
 #include "exec/hwaddr.h"
 #include "system/launch-plan.h"
+#include "system/kvm-gmem.h"
 
 typedef struct SevSnpGuestState SevSnpGuestState;
 struct kvm_sev_snp_launch_finish;

@@ -94,9 +94,22 @@ static RAMBlockNotifier gmem_ram_notifier = {
 void kvm_gmem_block_seen(RAMBlock *rb)
 {
     if (!gmem.hooks_registered) {
+        Error *err = NULL;
+
         qemu_register_reset(kvm_gmem_reset, NULL);
         ram_block_notifier_add(&gmem_ram_notifier);
         gmem.hooks_registered = true;
+        /*
+         * Every VM with guest_memfd memory, not only those whose objects
+         * add a blocker (sw-protected-vm, the in-place backend): TDX adds
+         * none and SEV-SNP only at launch, and a background snapshot,
+         * which logs no dirty pages, would read private pages through
+         * their stale host mapping.
+         */
+        if (kvm_gmem_block_migration(&gmem.migration_blocker,
+                                     "guest_memfd memory", &err) < 0) {
+            warn_report_err(err);
+        }
     }
     if (!gmem_block_find(rb)) {
         /*

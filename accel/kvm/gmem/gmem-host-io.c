@@ -306,6 +306,7 @@ void *kvm_gmem_dump_view(void *host, size_t len)
     if (!rb || !rb->attributes) {
         return host;
     }
+    assert(offset + len <= rb->used_length);    /* within one GuestPhysBlock */
     if (copy_size < len) {
         copy = g_realloc(copy, len);
         copy_size = len;

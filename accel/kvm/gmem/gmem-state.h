@@ -80,6 +80,7 @@ typedef struct KvmGmemState {
     KvmGmemStats stats;         /* backlog and leases: filled when read */
     QLIST_HEAD(, KvmGmemBlock) blocks;  /* gmem-blocks.c */
     bool hooks_registered;      /* reset handler, RAMBlock notifier */
+    Error *migration_blocker;   /* gmem-blocks.c */
     /*
      * The request in progress (kvm-gmem.c, gmem-convert.c): kept, so that
      * a request allocates nothing.

@@ -209,7 +209,7 @@ class LaunchEndToEnd(QemuSystemTest):
         return m[0]
 
     def private_gpas(self, vm):
-        """Guest physical pages of pc.bios and pc.ram the record has private."""
+        """Guest physical pages of pc.bios and pc.ram private in the record."""
         blocks = vm.cmd('query-guest-memfd', ranges=True)['blocks']
         private = set()
         for b in blocks:
@@ -445,6 +445,9 @@ class LaunchEndToEnd(QemuSystemTest):
         self.assert_sources_freed(vm, [
             (e['gpa'] + i * PAGE, e['uaddr'] + i * PAGE) for e in events
             if e['event'] == 'tdx-region' for i in range(e['pages'])])
+        # tdx-guest adds no migration blocker: the gmem layer's does.
+        resp = vm.qmp('migrate', uri='exec:cat > /dev/null')
+        self.assertIn('guest_memfd memory: KVM cannot log', str(resp))
         vm.shutdown()
 
     def test_tdx_retries(self):
