@@ -316,6 +316,12 @@ def row_accept(qemu, kernel, tmp, results):
                                          size)
                 calls, counted = accept(qemu, kernel, tmp, accel, gib, step,
                                         count_size, count=True)
+                if step == 4096 and gib == ACCEPT_GIB[0]:
+                    # Which calls a 4 KiB request makes: the top five.
+                    top = sorted(calls.items(), key=lambda c: -c[1])[:5]
+                    print('      %s, per 4 KiB request: %s' % (path, ', '.join(
+                        '%s %.2f' % (k, v / (counted / 4096))
+                        for k, v in top)))
                 per[path] = (seconds / (bytes_ / (1 << 30)),
                              sum(calls.values()) / (counted / (1 << 30)),
                              bytes_ / (1 << 30))
