@@ -180,6 +180,7 @@ GUEST_TEST_EXPLICIT(huge_ring, "a virtio-blk queue in a huge page made "
     uint64_t buf = ring + HUGE_PAGE, meta = buf + 4096;
     struct virtio_dev dev;
     struct virtq q;
+    enum test_result res;
     bool completed;
     long ret;
     int id;
@@ -187,13 +188,10 @@ GUEST_TEST_EXPLICIT(huge_ring, "a virtio-blk queue in a huge page made "
     if (!ring) {
         return test_fail("no free RAM for the rings");
     }
-    if (!virtio_probe(&dev, VIRTIO_ID_BLK)) {
-        return test_skip("no legacy virtio-blk device");
+    res = blk_open_at(&dev, &q, (void *)ring);
+    if (res) {
+        return res;
     }
-    if (!virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
-        return test_fail("cannot set up the request queue");
-    }
-    virtio_driver_ok(&dev);
     id = blk_read_start(&dev, &q, buf, meta);
     if (id < 0 || !virtq_wait(&q, id, 1ULL << 30) || blk_status(meta)) {
         return test_fail("a read through shared rings failed");
@@ -205,11 +203,9 @@ GUEST_TEST_EXPLICIT(huge_ring, "a virtio-blk queue in a huge page made "
     }
     test_checkpoint("phase=private ring=0x%lx", ring);
     /* The rings read zeros now: set them up again, in private memory. */
-    if (!virtio_probe(&dev, VIRTIO_ID_BLK) ||
-        !virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
+    if (blk_open_at(&dev, &q, (void *)ring)) {
         return test_fail("cannot set up the queue in private memory");
     }
-    virtio_driver_ok(&dev);
     id = blk_read_start(&dev, &q, buf, meta);
     completed = virtq_wait(&q, id, 1ULL << 24);
     test_checkpoint("phase=kicked completed=%d", completed);
@@ -221,11 +217,9 @@ GUEST_TEST_EXPLICIT(huge_ring, "a virtio-blk queue in a huge page made "
     if (ret) {
         return test_fail("rings to shared: %ld", ret);
     }
-    if (!virtio_probe(&dev, VIRTIO_ID_BLK) ||
-        !virtio_queue_init_at(&dev, &q, 0, (void *)ring)) {
+    if (blk_open_at(&dev, &q, (void *)ring)) {
         return test_fail("cannot set up the queue again");
     }
-    virtio_driver_ok(&dev);
     id = blk_read_start(&dev, &q, buf, meta);
     if (id < 0 || !virtq_wait(&q, id, 1ULL << 30) || blk_status(meta)) {
         return test_fail("a read after the reset failed");

@@ -206,14 +206,21 @@ int blk_read_start(struct virtio_dev *dev, struct virtq *q, uint64_t buf,
     return virtq_submit(dev, q, bufs, 3);
 }
 
-enum test_result blk_open(struct virtio_dev *dev, struct virtq *q)
+enum test_result blk_open_at(struct virtio_dev *dev, struct virtq *q,
+                             void *memory)
 {
     if (!virtio_probe(dev, VIRTIO_ID_BLK)) {
         return test_skip("no legacy virtio-blk device");
     }
-    if (!virtio_queue_init(dev, q, 0)) {
+    if (!(memory ? virtio_queue_init_at(dev, q, 0, memory) :
+          virtio_queue_init(dev, q, 0))) {
         return test_fail("cannot set up the request queue");
     }
     virtio_driver_ok(dev);
     return TEST_PASS;
+}
+
+enum test_result blk_open(struct virtio_dev *dev, struct virtq *q)
+{
+    return blk_open_at(dev, q, NULL);
 }

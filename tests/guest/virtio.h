@@ -81,12 +81,16 @@ bool virtq_poll(struct virtq *q, int *id, uint32_t *len);
 bool virtq_wait(struct virtq *q, int id, uint64_t spins);
 
 /*
- * virtio-blk. blk_open(): the first legacy device and its request queue,
- * ready to take requests: TEST_PASS, or why not. blk_read_start(): start
- * a 4 KiB read of sector 0 into @buf, the header and the status byte at
- * @meta; returns the request id. blk_status(): that status byte.
+ * virtio-blk. blk_open(): the first legacy device, reset, and its request
+ * queue, ready to take requests: TEST_PASS, or why not; blk_open_at():
+ * the same with the queue in @memory (virtio_queue_init_at()).
+ * blk_read_start(): start a 4 KiB read of sector 0 into @buf, the header
+ * and the status byte at @meta; returns the request id. blk_status():
+ * that status byte.
  */
 enum test_result blk_open(struct virtio_dev *dev, struct virtq *q);
+enum test_result blk_open_at(struct virtio_dev *dev, struct virtq *q,
+                             void *memory);
 int blk_read_start(struct virtio_dev *dev, struct virtq *q, uint64_t buf,
                    uint64_t meta);
 uint8_t blk_status(uint64_t meta);
