@@ -66,9 +66,11 @@ class Summary:
     def __init__(self, allowed):
         self.allowed = allowed
         self.tiers = {t: Tally() for t in TIERS}
+        self.failures = []
 
     def fail(self, tier, what, tail=()):
         self.tiers[tier].failed += 1
+        self.failures.append('[%s] %s' % (tier, what))
         print('failed: [%s] %s' % (tier, what))
         for out in list(tail)[-TAIL:]:
             print('  | ' + out[:200])
@@ -184,6 +186,9 @@ class Summary:
                 self.fail(name, 'the tier did not run')
             elif t.producers and not t.passed + t.failed + t.skipped:
                 self.fail(name, 'the tier has no results')
+        # Again at the end, where a log cut to its last lines keeps them.
+        for what in self.failures:
+            print('FAILED: ' + what[:300])
         print('per tier:          ran  passed  failed  skipped')
         total = Tally()
         for name in TIERS:
@@ -196,9 +201,8 @@ class Summary:
             total.passed += t.passed
             total.failed += t.failed
             total.skipped += t.skipped
-        print('%d passed, %d failed, %d skipped' % (total.passed,
-                                                     total.failed,
-                                                     total.skipped))
+        print('%d passed, %d failed, %d skipped'
+              % (total.passed, total.failed, total.skipped))
         return 1 if total.failed else 0
 
 

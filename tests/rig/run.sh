@@ -64,8 +64,16 @@ cleanup() {
     [ -z "$made_scratch" ] || rm -rf "$RIG_SCRATCH"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Stopped from outside (^C, the rig tier's watchdog): L0 goes too, and
+# L1's console is kept.
+qpid=
+stop() {
+    [ -z "$qpid" ] || kill "$qpid" 2> /dev/null || :
+    cp "$ctl/console.log" "$rig/last-console.log" 2> /dev/null || :
+    exit "$1"
+}
+trap 'stop 130' INT
+trap 'stop 143' TERM
 
 # The command as a sh script: environment, cwd, argv.
 quote() { # one word, single-quoted for sh

@@ -3,7 +3,9 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import glob
 import os
+import subprocess
 import time
 
 from .kvm_caps import (KVM_X86_SW_PROTECTED_VM,  # noqa: F401 (re-export)
@@ -102,8 +104,9 @@ class GuestLog:
                 raise AssertionError('guest exited before "%s"; output:\n%s'
                                      % (prefix, '\n'.join(self.lines)))
             if time.monotonic() > deadline:
-                raise AssertionError('no "%s" from the guest in %ds; output:\n%s'
-                                     % (prefix, timeout, '\n'.join(self.lines)))
+                raise AssertionError(
+                    'no "%s" from the guest in %ds; output:\n%s'
+                    % (prefix, timeout, '\n'.join(self.lines)))
             time.sleep(0.02)
 
     def expect(self, prefix, vm, timeout=60):
@@ -135,7 +138,8 @@ class GuestLog:
 
     def info(self, test):
         prefix = 'gmem-info: %s: ' % test
-        return [l[len(prefix):] for l in self.lines if l.startswith(prefix)]
+        return [line[len(prefix):] for line in self.lines
+                if line.startswith(prefix)]
 
 
 def check_pattern(vm, scratch_dir, seed, ranges, stride=8, chunk=64 << 20):
@@ -225,7 +229,7 @@ def ivshmem_args(size='2M'):
 
 
 def vfio_edu():
-    """The PCI address of an edu bound to vfio-pci here (RIG_VFIO=1), or None."""
+    """The PCI address of an edu bound to vfio-pci (RIG_VFIO=1), or None."""
     root = '/sys/bus/pci/devices'
     for bdf in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         d = os.path.join(root, bdf)
@@ -333,6 +337,28 @@ def slot_retouch(vm, log, timeout):
     return vcpu_faults(vm) - before, seconds, fields
 
 
+def stuck_report(pid):
+    """Where each thread of process @pid waits, and the kernel's last words."""
+    lines = []
+    for task in sorted(glob.glob('/proc/%d/task/*' % pid)):
+        try:
+            with open(task + '/stat') as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+            with open(task + '/wchan') as f:
+                wchan = f.read()
+            with open(task + '/stack') as f:
+                stack = f.read().split()[1::2][:8]
+        except OSError as e:
+            lines.append('%s: %s' % (task, e.strerror))
+            continue
+        lines.append('thread %s %s in %s: %s' % (os.path.basename(task),
+                                                 state, wchan,
+                                                 ' < '.join(stack)))
+    dmesg = subprocess.run(['dmesg'], capture_output=True, text=True,
+                           check=False).stdout.splitlines()
+    return '\n'.join(lines + ['dmesg:'] + dmesg[-30:])
+
+
 class GmemGuestTest(QemuSystemTest):
     """A functional test that boots the gmem test guest on q35."""
 
@@ -383,7 +409,13 @@ class GmemGuestTest(QemuSystemTest):
 
     def finish(self, log, expected_exit=EXIT_PASSED):
         """Wait for QEMU to end and check the guest's exit status."""
-        self.vm.wait(timeout=self.timeout)
+        pid = self.vm.get_pid()
+        try:
+            self.vm.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            # Not even SIGKILL ended it: it is stuck in the kernel.
+            self.fail('QEMU did not end in %d s, nor 60 s after SIGKILL:\n%s'
+                      % (self.timeout, stuck_report(pid)))
         log.poll()
         self.assertEqual(self.vm.exitcode(), expected_exit,
                          'guest output:\n' + '\n'.join(log.lines))

@@ -10,9 +10,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 
 # Meson's timeout of this test (patches/0001): the rig gets this much less
@@ -25,7 +27,8 @@ MARGIN = 300
 # The L1 boots, in this order (the in-place tests are short): a test
 # file (or run_gmem_sw_protected.py, which runs the sw-protected-vm test
 # files, split by subject, as one), its arguments, and what the boot sets
-# besides.
+# besides. Every boot runs L0 on single-threaded TCG, where the nested
+# SVM holds (tests/rig/README.md).
 RUNS = (
     ('test_gmem_inplace.py', (), {}),
     ('run_gmem_sw_protected.py', (), {}),
@@ -34,14 +37,21 @@ RUNS = (
     ('test_gmem_launch_e2e.py', (),
      {'RIG_QEMU_ARGS': '-cpu max,phys-bits=48'}),
     # The 4-vCPU storms (issue 26): DMA beside conversions, and the
-    # bounded random storm, 10,000 guest requests, about 10 min. On
-    # single-threaded TCG, where the nested SVM holds under 4 busy vCPUs
-    # (tests/rig/README.md); make check-storm runs 100,000.
+    # bounded random storm, 10,000 guest requests, about 10 min; make
+    # check-storm runs 100,000.
     ('test_gmem_sw_storms.py', ('-k', 'test_dma_storm',
                                 '-k', 'test_random_requests_storm'),
-     {'RIG_TCG_THREAD': 'single', 'QEMU_GMEM_RIG_STORM': '1',
-      'QEMU_GMEM_STORM_REQUESTS': '10000'}),
+     {'QEMU_GMEM_RIG_STORM': '1', 'QEMU_GMEM_STORM_REQUESTS': '10000'}),
 )
+
+# Runs that can go on after a given test in a new boot
+# (QEMU_GMEM_RIG_AFTER), and list their tests (--list).
+RESUMABLE = ('run_gmem_sw_protected.py',)
+
+# A boot that prints nothing for this long is stuck: a test ends within
+# 11 min even when it fails (its own 10-min limit, then a minute for
+# SIGKILL), the storms print their progress.
+SILENCE = int(os.environ.get('QEMU_GMEM_RIG_SILENCE', 900))
 
 # A rig that failed before its first result is run again if this much
 # of the time is gone at most (a whole run takes 4-6 min here).
@@ -56,9 +66,10 @@ class Relay:
     for what is missing.
     """
 
-    def __init__(self):
+    def __init__(self, console):
         self.start = time.monotonic()
         self.results = 0
+        self.console = console
         print('TAP version 13')
 
     def result(self, line):
@@ -71,38 +82,137 @@ class Relay:
     def fail(self, what):
         self.result('not ok %s' % what)
 
+    def show_console(self, why):
+        """L1's kernel console, last lines: what the rig saw of @why."""
+        try:
+            with open(self.console, errors='replace') as f:
+                tail = f.read().splitlines()[-25:]
+        except OSError:
+            return
+        print('# %s; last lines of L1\'s console (%s):' % (why, self.console))
+        for line in tail:
+            print('#   ' + line)
+
     def run(self, cmd, env, script):
         """
-        Run @cmd, passing its TAP on as it comes; (exit status, results,
-        failed results, its own plan or None).
+        Run @cmd, passing its TAP on as it comes; (exit status, names of
+        its results in order, failed results, its own plan or None).
+        When it prints nothing for SILENCE seconds it is stopped, and
+        the exit status is None.
         """
-        results, failed, plan = 0, 0, None
+        names, failed, plan = [], 0, None
         last = time.monotonic()
         sys.stdout.flush()
         with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, text=True,
                               errors='replace') as proc:
-            for line in proc.stdout:
+            lines = queue.Queue()
+
+            def read():
+                for line in proc.stdout:
+                    lines.put(line)
+                lines.put(None)
+            threading.Thread(target=read, daemon=True).start()
+            while True:
+                try:
+                    line = lines.get(timeout=SILENCE)
+                except queue.Empty:
+                    print('# %s: nothing for %d s; stopping the rig'
+                          % (script, SILENCE))
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                    return None, names, failed, plan
+                if line is None:
+                    break
                 m = re.match(r'^1\.\.(\d+)', line)
                 if m:
                     plan = int(m.group(1))
                 elif line.startswith(('ok ', 'not ok ')):
                     failed += not self.result(line)
+                    names.append(re.sub(r'^(not )?ok\s+\d*\s*|\s*#.*$', '',
+                                        line.strip()))
                     now = time.monotonic()
                     print('# %s: %.1f s (%.0f s in all)' %
                           (script, now - last, now - self.start))
                     last = now
-                    results += 1
                 elif not line.startswith('TAP version'):
                     sys.stdout.write(line)
                 sys.stdout.flush()
-        return proc.returncode, results, failed, plan
+        return proc.returncode, names, failed, plan
+
+
+def list_tests(cmd, env):
+    """The ids of a resumable run's tests, in order, listed on the host."""
+    out = subprocess.run(cmd[1:] + ['--list'], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()
+
+
+def run_boots(relay, cmd, env, script):
+    """
+    Run one entry of RUNS, and for a resumable one, go on after a test
+    that stopped its boot in a new boot; the exit status of the last.
+    """
+    todo = list_tests(cmd, env) if script in RESUMABLE else None
+    first = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        left = int(MESON_TIMEOUT - MARGIN - (time.monotonic() - relay.start))
+        if left < 120:
+            relay.fail('%s: not run, %d s of the rig tier\'s time left'
+                       % (script, left))
+            return 1
+        env['RIG_TIMEOUT'] = str(left)
+        rc, names, failed, plan = relay.run(cmd, env, script)
+        if todo is not None:
+            del todo[:len(names)]
+        if rc is None or rc == 124:
+            why = ('stopped after %d s without output' % SILENCE
+                   if rc is None else
+                   'the rig ran out of time (RIG_TIMEOUT=%s s)'
+                   % env['RIG_TIMEOUT'])
+            relay.show_console('%s: %s' % (script, why))
+            if not todo:
+                relay.fail('%s: %s' % (script, why))
+                return 1
+            # The test it was in fails; the rest go on in a new boot.
+            relay.fail('%s: in %s, %s' % (todo[0], script, why))
+            env['QEMU_GMEM_RIG_AFTER'] = todo.pop(0)
+            if todo:
+                continue
+            return 1
+        if rc == 125 and not names and attempt == 1 and \
+                time.monotonic() - first < RETRY_WITHIN:
+            # Nothing ran: the rig itself failed. Once more, as a user would.
+            print('# %s: the rig ended with status %d before any result; '
+                  'running it once more' % (script, rc))
+            continue
+        if rc == 125:
+            relay.show_console('%s: the rig failed' % script)
+            relay.fail('%s: the nested rig failed to start (tests/rig/run.sh '
+                       'exit 125)' % script)
+        elif plan is None:
+            relay.fail('%s: no plan line, exit status %d' % (script, rc))
+        elif len(names) < plan:
+            relay.fail('%s: %d of its %d results missing' %
+                       (script, plan - len(names), plan))
+        elif rc and not failed:
+            relay.fail('%s: exit status %d after all its results passed'
+                       % (script, rc))
+        return rc
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     src = os.path.normpath(os.path.join(here, '..', '..', '..'))
-    relay = Relay()
+    cache = os.environ.get('QEMU_GMEM_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or
+        os.path.expanduser('~/.cache'), 'qemu-gmem')
+    relay = Relay(os.path.join(cache, 'rig', 'last-console.log'))
     unavailable = os.environ.get('QEMU_GMEM_RIG_UNAVAILABLE')
     if unavailable:
         # Not a skip: this tier must run wherever make check runs.
@@ -114,6 +224,7 @@ def main():
     env['QEMU_BUILD_ROOT'] = '/tmp/gmem-rig-build'
     # Room for the 4-vCPU storms (qemu_test/gmem_sw_protected.STORM_VCPUS).
     env.setdefault('RIG_SMP', '4')
+    env.setdefault('RIG_TCG_THREAD', 'single')
     # An edu behind an IOMMU, bound to vfio-pci, for DeviceAssignment.
     env.setdefault('RIG_VFIO', '1')
     pythonpath = os.path.join(src, 'python') + ':' + os.path.dirname(here)
@@ -122,32 +233,7 @@ def main():
         cmd = [os.path.join(src, 'tests', 'rig', 'run.sh'),
                '/usr/bin/env', 'PYTHONPATH=' + pythonpath, '/usr/bin/python3',
                '-u', os.path.join(here, script), *args]
-        run_env = dict(env, **extra)
-        first = time.monotonic()
-        for attempt in (1, 2):
-            left = MESON_TIMEOUT - MARGIN - (time.monotonic() - relay.start)
-            run_env['RIG_TIMEOUT'] = str(int(left))
-            rc, results, failed, plan = relay.run(cmd, run_env, script)
-            if (not rc or results or attempt == 2 or
-                    time.monotonic() - first > RETRY_WITHIN):
-                break
-            # Nothing ran: the rig itself failed. Once more, as a user would.
-            print('# %s: the rig ended with status %d before any result; '
-                  'running it once more' % (script, rc))
-        if rc == 124:
-            relay.fail('%s: the rig ran out of time (RIG_TIMEOUT=%s s)'
-                       % (script, run_env['RIG_TIMEOUT']))
-        elif rc == 125:
-            relay.fail('%s: the nested rig failed to start (tests/rig/run.sh '
-                       'exit 125)' % script)
-        elif plan is None:
-            relay.fail('%s: no plan line, exit status %d' % (script, rc))
-        elif results < plan:
-            relay.fail('%s: %d of its %d results missing' %
-                       (script, plan - results, plan))
-        elif rc and not failed:
-            relay.fail('%s: exit status %d after all its results passed'
-                       % (script, rc))
+        rc = run_boots(relay, cmd, dict(env, **extra), script)
         status = status or rc
     print('1..%d' % relay.results)
     return 1 if status else 0
