@@ -6,6 +6,7 @@
 import glob
 import os
 import subprocess
+import sys
 import time
 
 from .kvm_caps import (KVM_X86_SW_PROTECTED_VM,  # noqa: F401 (re-export)
@@ -34,6 +35,7 @@ def guest_args(kernel, debugcon_path, command_line, reboot=False):
     @reboot, a reset ends QEMU (-no-reboot), QMP system_reset included.
     """
     return ['-kernel', kernel, '-append', command_line,
+            '-name', 'gmem-guest,debug-threads=on',     # for stuck_report()
             '-debugcon', 'file:' + debugcon_path,
             '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
             '-display', 'none', '-vga', 'none', '-nodefaults'] + \
@@ -343,17 +345,19 @@ def stuck_report(pid):
     for task in sorted(glob.glob('/proc/%d/task/*' % pid)):
         try:
             with open(task + '/stat') as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-            with open(task + '/wchan') as f:
-                wchan = f.read()
+                comm, stat = f.read().rsplit(')', 1)
+            with open(task + '/syscall') as f:
+                syscall = f.read().split()
             with open(task + '/stack') as f:
                 stack = f.read().split()[1::2][:8]
         except OSError as e:
             lines.append('%s: %s' % (task, e.strerror))
             continue
-        lines.append('thread %s %s in %s: %s' % (os.path.basename(task),
-                                                 state, wchan,
-                                                 ' < '.join(stack)))
+        # Its state, the system call it is in (16: ioctl, KVM_RUN for a
+        # vCPU; 202: futex, a lock) and its user pc, and its kernel stack.
+        lines.append('thread %s (%s) %s syscall %s pc %s: %s' % (
+            os.path.basename(task), comm.split('(', 1)[1], stat.split()[0],
+            syscall[0], syscall[-1], ' < '.join(stack) or '-'))
     dmesg = subprocess.run(['dmesg'], capture_output=True, text=True,
                            check=False).stdout.splitlines()
     return '\n'.join(lines + ['dmesg:'] + dmesg[-30:])
@@ -370,6 +374,17 @@ class GmemGuestTest(QemuSystemTest):
         if self.kernel is None:
             self.skipTest('test guest not built (QEMU_GMEM_TEST_GUEST unset)')
         self.set_machine('q35')
+
+    def tearDown(self):
+        # A failed test shows where its QEMU's threads were (in KVM_RUN,
+        # waiting for a lock...) and what the kernel said.
+        if not getattr(getattr(self, '_outcome', None), 'success', True):
+            for vm in self._vms.values():
+                if vm.is_running():
+                    report = stuck_report(vm.get_pid())
+                    print('# QEMU at the failure:\n#   ' +
+                          report.replace('\n', '\n#   '), file=sys.stderr)
+        super().tearDown()
 
     def launch_guest(self, command_line, *qemu_args, reboot=False):
         """Start QEMU with @qemu_args and the guest; return its GuestLog."""
