@@ -378,12 +378,31 @@ class GmemGuestTest(QemuSystemTest):
     def tearDown(self):
         # A failed test shows where its QEMU's threads were (in KVM_RUN,
         # waiting for a lock...) and what the kernel said.
-        if not getattr(getattr(self, '_outcome', None), 'success', True):
+        result = getattr(getattr(self, '_outcome', None), 'result', None)
+        failed = getattr(result, 'failures', []) + getattr(result, 'errors',
+                                                           [])
+        if any(test is self for test, _ in failed):
             for vm in self._vms.values():
                 if vm.is_running():
                     report = stuck_report(vm.get_pid())
                     print('# QEMU at the failure:\n#   ' +
                           report.replace('\n', '\n#   '), file=sys.stderr)
+                    # Where its guest is (its vCPUs take the kick: the
+                    # monitor answered the test until now).
+                    regs = vm.cmd('human-monitor-command',
+                                  command_line='info registers -a')
+                    print('# its CPUs:\n#   ' + '\n#   '.join(
+                        line for line in regs.splitlines()
+                        if line.startswith(('CPU#', 'RAX', 'EAX', 'RIP', 'EIP',
+                                            'CR0')) or 'HLT' in line),
+                          file=sys.stderr)
+            try:
+                with open(self.debugcon, errors='replace') as f:
+                    out = f.read().splitlines()[-10:]
+                print('# the guest\'s last lines:\n#   ' + '\n#   '.join(out),
+                      file=sys.stderr)
+            except (AttributeError, OSError):
+                pass
         super().tearDown()
 
     def launch_guest(self, command_line, *qemu_args, reboot=False):

@@ -241,9 +241,17 @@ class Answers(SwProtectedVmTest):
         while self.faults_injected() < faults:
             self.assertFalse(guest_done(), 'the guest stopped converting')
             if time.monotonic() > deadline:
-                self.fail('%d of %d faults fired; the manager: %s' % (
-                    self.faults_injected(), faults,
-                    self.vm.cmd('query-guest-memfd')))
+                # Is the guest still asking (and refused), or stuck where?
+                before = self.vm.cmd('query-guest-memfd')
+                time.sleep(1)
+                stats = self.vm.cmd('query-guest-memfd')
+                regs = self.vm.cmd('human-monitor-command',
+                                   command_line='info registers')
+                self.fail('%d of %d faults fired; requests %d, a second '
+                          'later %d; the manager: %s; the CPU:\n%s' % (
+                              self.faults_injected(), faults,
+                              before['requests'], stats['requests'], stats,
+                              '\n'.join(regs.splitlines()[:4])))
             if self.faults_injected() == armed:
                 self.vm.cmd('x-guest-memfd-inject-fault',
                             call=calls[armed % 4], error=rng.choice(errors),
