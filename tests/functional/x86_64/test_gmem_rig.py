@@ -70,6 +70,7 @@ class Relay:
     def __init__(self, console):
         self.start = time.monotonic()
         self.results = 0
+        self.restarts = 0           # guests whose firmware stalled
         self.console = console
         print('TAP version 13')
 
@@ -142,6 +143,7 @@ class Relay:
                           (script, now - last, now - self.start))
                     last = now
                 elif not line.startswith('TAP version'):
+                    self.restarts += 'firmware did not reach the guest' in line
                     sys.stdout.write(line)
                 sys.stdout.flush()
         return proc.returncode, names, failed, plan
@@ -239,6 +241,8 @@ def main():
                '-u', os.path.join(here, script), *args]
         rc = run_boots(relay, cmd, dict(env, **extra), script)
         status = status or rc
+    print('# QEMU started once more where the firmware did not reach the '
+          'guest: %d time(s) (qemu_test/gmem_guest.py)' % relay.restarts)
     print('1..%d' % relay.results)
     return 1 if status else 0
 
