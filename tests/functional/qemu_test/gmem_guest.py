@@ -363,6 +363,15 @@ def stuck_report(pid):
     return '\n'.join(lines + ['dmesg:'] + dmesg[-30:])
 
 
+def vcpu_places(vm):
+    """Each vCPU of running @vm: its instruction pointer, CR0, HLT."""
+    regs = vm.cmd('human-monitor-command', command_line='info registers -a')
+    return '; '.join('CPU#' + ' '.join(
+        cpu.split()[:1] + [w for w in cpu.split()
+                           if w.startswith(('EIP=', 'RIP=', 'CR0=', 'HLT='))])
+        for cpu in regs.split('CPU#')[1:])
+
+
 class GmemGuestTest(QemuSystemTest):
     """A functional test that boots the gmem test guest on q35."""
 
@@ -377,33 +386,32 @@ class GmemGuestTest(QemuSystemTest):
 
     def tearDown(self):
         # A failed test shows where its QEMU's threads were (in KVM_RUN,
-        # waiting for a lock...) and what the kernel said.
+        # waiting for a lock...), where its guest was, and what the kernel
+        # said; a report that cannot be had must not keep the VMs up.
         result = getattr(getattr(self, '_outcome', None), 'result', None)
         failed = getattr(result, 'failures', []) + getattr(result, 'errors',
                                                            [])
-        if any(test is self for test, _ in failed):
-            for vm in self._vms.values():
-                if vm.is_running():
-                    report = stuck_report(vm.get_pid())
-                    print('# QEMU at the failure:\n#   ' +
-                          report.replace('\n', '\n#   '), file=sys.stderr)
-                    # Where its guest is (its vCPUs take the kick: the
-                    # monitor answered the test until now).
-                    regs = vm.cmd('human-monitor-command',
-                                  command_line='info registers -a')
-                    print('# its CPUs:\n#   ' + '\n#   '.join(
-                        line for line in regs.splitlines()
-                        if line.startswith(('CPU#', 'RAX', 'EAX', 'RIP', 'EIP',
-                                            'CR0')) or 'HLT' in line),
-                          file=sys.stderr)
-            try:
-                with open(self.debugcon, errors='replace') as f:
-                    out = f.read().splitlines()[-10:]
-                print('# the guest\'s last lines:\n#   ' + '\n#   '.join(out),
-                      file=sys.stderr)
-            except (AttributeError, OSError):
-                pass
-        super().tearDown()
+        try:
+            if any(test is self for test, _ in failed):
+                self.report_failure()
+        finally:
+            super().tearDown()
+
+    def report_failure(self):
+        for vm in self._vms.values():
+            if vm.is_running():
+                report = stuck_report(vm.get_pid())
+                print('# QEMU at the failure:\n#   ' +
+                      report.replace('\n', '\n#   '), file=sys.stderr)
+                # Its vCPUs take the kick: the monitor answered the test.
+                print('# its CPUs: ' + vcpu_places(vm), file=sys.stderr)
+        try:
+            with open(self.debugcon, errors='replace') as f:
+                out = f.read().splitlines()[-10:]
+            print('# the guest\'s last lines:\n#   ' + '\n#   '.join(out),
+                  file=sys.stderr)
+        except (AttributeError, OSError):
+            pass
 
     # The guest prints its first line within seconds of QEMU's start.
     # Once in a few hundred boots in the nested rig, the firmware never
@@ -419,13 +427,9 @@ class GmemGuestTest(QemuSystemTest):
                                                  command_line, reboot))
         self.vm.launch()
         if not self.guest_started():
-            regs = self.vm.cmd('human-monitor-command',
-                               command_line='info registers')
-            print('# the firmware did not reach the guest in %d s, CPU 0 at '
-                  '%s; starting QEMU once more' % (
-                      self.BOOT_TIMEOUT, ' '.join(
-                          w for w in regs.split()
-                          if w.startswith(('EIP=', 'RIP=', 'CR0=')))),
+            print('# the firmware did not reach the guest in %d s, %s; '
+                  'starting QEMU once more'
+                  % (self.BOOT_TIMEOUT, vcpu_places(self.vm)),
                   file=sys.stderr)
             self.vm.shutdown()
             self.vm.launch()
@@ -433,8 +437,8 @@ class GmemGuestTest(QemuSystemTest):
 
     def guest_started(self):
         """False if a running guest printed nothing in BOOT_TIMEOUT s."""
-        if self.vm.cmd('query-status')['status'] != 'running':
-            return True             # -S, or a test of its own start
+        if '-S' in self.vm.args:
+            return True             # it runs when the test says so
         deadline = time.monotonic() + self.BOOT_TIMEOUT
         while not os.path.exists(self.debugcon) or \
                 os.path.getsize(self.debugcon) == 0:

@@ -59,6 +59,11 @@ SILENCE = 900
 RETRY_WITHIN = 900
 
 
+def silence_of(env):
+    """A run's silence limit, in seconds."""
+    return int(env.get('QEMU_GMEM_RIG_SILENCE', SILENCE))
+
+
 class Relay:
     """
     One TAP stream of several runs in the rig: each run's results
@@ -104,7 +109,7 @@ class Relay:
         is None.
         """
         names, failed, plan = [], 0, None
-        silence = int(env.get('QEMU_GMEM_RIG_SILENCE', SILENCE))
+        silence = silence_of(env)
         last = time.monotonic()
         sys.stdout.flush()
         with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
@@ -183,8 +188,7 @@ def run_boots(relay, cmd, env, script):
         if todo is not None:
             del todo[:len(names)]
         if rc is None or rc == 124:
-            why = ('stopped after %s s without output'
-                   % env.get('QEMU_GMEM_RIG_SILENCE', SILENCE)
+            why = ('stopped after %d s without output' % silence_of(env)
                    if rc is None else
                    'the rig ran out of time (RIG_TIMEOUT=%s s)'
                    % env['RIG_TIMEOUT'])
